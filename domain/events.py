@@ -1,0 +1,130 @@
+"""The run's events, in the past tense: one per accepted command, appended, never changed.
+
+Every event carries when it happened by the source's clock (`at`), when the ledger recorded
+it by its own clock (`timestamp`), who did it (`actor`), why (`reason`) and the command's
+`idempotency_key`. Payloads (`input`, `output`) are stored as their exact JSON text.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, ClassVar
+
+from eventsourcing.domain import CanInitAggregate, CanMutateAggregate, MetaDomainEvent
+
+from domain.status import TRANSITIONS, Command, RunStatus
+
+if TYPE_CHECKING:
+    from domain.run import Run
+
+
+class RunEvent(CanMutateAggregate[str], metaclass=MetaDomainEvent):
+    command: ClassVar[Command]
+
+    originator_id: str
+    originator_version: int
+    timestamp: datetime
+    at: datetime
+    actor: str | None
+    reason: str | None
+    idempotency_key: str | None
+
+    @property
+    def run_id(self) -> str:
+        return self.originator_id
+
+    @property
+    def recorded_at(self) -> datetime:
+        return self.timestamp
+
+    def status_after(self, before: RunStatus) -> RunStatus:
+        return TRANSITIONS[self.command].target(before)
+
+    def apply(self, run: Run) -> None:
+        run.status = self.status_after(run.status)
+        run.last_at = self.at
+        if self.idempotency_key is not None:
+            run.keys[self.idempotency_key] = self
+
+
+class RunCreated(CanInitAggregate[str], RunEvent):
+    command = Command.CREATE
+
+    originator_topic: str
+    workspace_id: str
+    subject_id: str
+    user_id: str
+    parent_run_id: str | None
+    mode: str
+    triggered_by: str
+    input_json: str
+    cf_workflow_id: str | None
+
+    def status_after(self, before: RunStatus) -> RunStatus:
+        return RunStatus.PENDING
+
+    def apply(self, run: Run) -> None:
+        run.status = RunStatus.PENDING
+        run.created = self
+        run.cf_workflow_id = self.cf_workflow_id
+        run.keys = {}
+        super().apply(run)
+
+
+class RunStarted(RunEvent):
+    command = Command.START
+
+
+class RunPaused(RunEvent):
+    command = Command.PAUSE
+
+
+class RunResumed(RunEvent):
+    command = Command.RESUME
+
+
+class RunWaited(RunEvent):
+    command = Command.WAIT
+
+
+class RunCompleted(RunEvent):
+    command = Command.COMPLETE
+    output_json: str
+
+
+class RunFailed(RunEvent):
+    command = Command.FAIL
+    error: str
+
+
+class RunCancelled(RunEvent):
+    command = Command.CANCEL
+
+
+class RunTimedOut(RunEvent):
+    command = Command.TIME_OUT
+
+
+class CfWorkflowLinked(RunEvent):
+    command = Command.LINK_CF_WORKFLOW
+    cf_workflow_id: str
+
+    def apply(self, run: Run) -> None:
+        run.cf_workflow_id = self.cf_workflow_id
+        super().apply(run)
+
+
+EVENT_FOR: dict[Command, type[RunEvent]] = {
+    event.command: event
+    for event in (
+        RunStarted,
+        RunPaused,
+        RunResumed,
+        RunWaited,
+        RunCompleted,
+        RunFailed,
+        RunCancelled,
+        RunTimedOut,
+        CfWorkflowLinked,
+    )
+}

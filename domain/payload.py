@@ -1,0 +1,156 @@
+"""JSON payloads (`input`, `output`): the contract's limits, and exact numbers.
+
+A payload is any JSON value with three limits, the same on every backend: no string or key
+holds U+0000, nothing nests deeper than `MAX_DEPTH`, and numbers are finite. Numbers come
+back exactly as they were given: a literal that a float would change (`1.10`, `1e5`,
+`3.14159265358979323846`) is kept as a `Decimal`, and `dumps` writes it back digit for digit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from domain.errors import InvalidCommand
+
+MAX_DEPTH = 100
+
+JsonValue = Any
+"""None, bool, int, float, Decimal, str, list of JsonValue, dict of str to JsonValue."""
+
+
+class ExactNumber(Decimal):
+    """A number whose literal a float would change; it prints as the literal it was read from."""
+
+    literal: str
+
+    def __new__(cls, literal: str) -> ExactNumber:
+        number = super().__new__(cls, literal)
+        number.literal = literal
+        return number
+
+    def __str__(self) -> str:
+        return self.literal
+
+    def __repr__(self) -> str:
+        return f"ExactNumber({self.literal!r})"
+
+
+def _parse_float(text: str) -> float | Decimal:
+    number = float(text)
+    if math.isfinite(number) and repr(number) == text:
+        return number
+    try:
+        return ExactNumber(text)
+    except InvalidOperation:  # pragma: no cover - the JSON scanner only passes numbers
+        raise InvalidCommand(f"{text!r} is not a JSON number") from None
+
+
+def _reject_constant(name: str) -> None:
+    raise InvalidCommand(f"{name} is not JSON: numbers must be finite")
+
+
+_DECODER = json.JSONDecoder(parse_float=_parse_float, parse_constant=_reject_constant)
+
+
+def loads(text: str, *, what: str = "JSON") -> JsonValue:
+    """Parses JSON text, keeping numbers exact, and checks the payload limits."""
+    try:
+        value = _DECODER.decode(text)
+    except RecursionError:
+        raise InvalidCommand(f"{what} nests deeper than {MAX_DEPTH} levels") from None
+    except json.JSONDecodeError as error:
+        raise InvalidCommand(f"{what} is not valid JSON: {error}") from None
+    return value
+
+
+def check(value: JsonValue, *, what: str) -> None:
+    """Raises InvalidCommand unless `value` is a JSON value within the contract's limits."""
+    stack: list[tuple[JsonValue, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            _check_text(item, what)
+        elif item is None or isinstance(item, bool | int):
+            continue
+        elif isinstance(item, float | Decimal):
+            if not (math.isfinite(item) if isinstance(item, float) else item.is_finite()):
+                raise InvalidCommand(f"{what} holds a number that is not finite: {item}")
+        elif isinstance(item, list | dict):
+            if depth >= MAX_DEPTH:
+                raise InvalidCommand(f"{what} nests deeper than {MAX_DEPTH} levels")
+            if isinstance(item, dict):
+                for key in item:
+                    if not isinstance(key, str):
+                        raise InvalidCommand(f"{what} has a key that is not a string: {key!r}")
+                    _check_text(key, what)
+                stack.extend((child, depth + 1) for child in item.values())
+            else:
+                stack.extend((child, depth + 1) for child in item)
+        else:
+            raise InvalidCommand(f"{what} holds a {type(item).__name__}, which is not JSON")
+
+
+def _check_text(text: str, what: str) -> None:
+    if "\x00" in text:
+        raise InvalidCommand(f"{what} holds the character U+0000, which cannot be stored")
+
+
+class _HasDecimal(Exception):
+    pass
+
+
+def _no_decimal(value: object) -> object:
+    raise _HasDecimal
+
+
+_FAST = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_no_decimal)
+_encode_string: Callable[[str], str] = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def dumps(value: JsonValue) -> str:
+    """Compact JSON text, with `Decimal` numbers written exactly as they were read."""
+    try:
+        return _FAST.encode(value)
+    except _HasDecimal:
+        return "".join(_iter_exact(value))
+
+
+def _iter_exact(value: JsonValue) -> Iterator[str]:
+    if isinstance(value, Decimal):
+        yield str(value)
+    elif isinstance(value, dict):
+        yield "{"
+        for index, (key, item) in enumerate(value.items()):
+            yield ("," if index else "") + _encode_string(key) + ":"
+            yield from _iter_exact(item)
+        yield "}"
+    elif isinstance(value, list | tuple):
+        yield "["
+        for index, item in enumerate(value):
+            if index:
+                yield ","
+            yield from _iter_exact(item)
+        yield "]"
+    else:
+        yield _FAST.encode(value)
+
+
+def same(left: JsonValue, right: JsonValue) -> bool:
+    """JSON equality: key order is ignored, `true` is not `1`, and `1.0` equals `1`."""
+    if isinstance(left, bool) or isinstance(right, bool) or left is None or right is None:
+        return type(left) is type(right) and left == right
+    if isinstance(left, int | float | Decimal) and isinstance(right, int | float | Decimal):
+        return Decimal(repr(left) if isinstance(left, float) else left) == Decimal(
+            repr(right) if isinstance(right, float) else right
+        )
+    if isinstance(left, str) and isinstance(right, str):
+        return left == right
+    if isinstance(left, list | tuple) and isinstance(right, list | tuple):
+        return len(left) == len(right) and all(map(same, left, right))
+    if isinstance(left, dict) and isinstance(right, dict):
+        return left.keys() == right.keys() and all(same(left[k], right[k]) for k in left)
+    return False

@@ -1,0 +1,60 @@
+"""Timestamps: ISO-8601 with an offset in, milliseconds kept, JavaScript's toISOString() out."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+from domain.errors import InvalidCommand
+
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+"""How far ahead of the ledger's clock an `at` may be."""
+
+_ISO_8601 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?P<offset>[Zz]|[+-]\d{2}:?\d{2})?"
+)
+
+
+def parse(text: str, *, field: str = "at") -> datetime:
+    """Parses an ISO-8601 timestamp that carries an offset; returns it in UTC, to the ms."""
+    match = _ISO_8601.fullmatch(text)
+    if match is None:
+        raise InvalidCommand(
+            f"{field} must be an ISO-8601 timestamp such as 2026-11-24T05:05:34.120Z, not {text!r}"
+        )
+    if match["offset"] is None:
+        raise InvalidCommand(
+            f"{field} {text!r} has no offset: add Z or +hh:mm so that it names one instant"
+        )
+    try:
+        moment = datetime.fromisoformat(text.replace(",", "."))
+    except ValueError as error:
+        raise InvalidCommand(f"{field} {text!r} is not a valid timestamp: {error}") from None
+    return truncate(moment.astimezone(UTC))
+
+
+def truncate(moment: datetime) -> datetime:
+    """Drops the digits finer than a millisecond."""
+    return moment.replace(microsecond=moment.microsecond - moment.microsecond % 1000)
+
+
+def to_iso(moment: datetime) -> str:
+    """Prints a moment as JavaScript's toISOString() does: `2026-11-24T05:05:34.120Z`."""
+    utc = moment.astimezone(UTC)
+    return (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T"
+        f"{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}.{utc.microsecond // 1000:03d}Z"
+    )
+
+
+def millis_between(earlier: datetime, later: datetime) -> int:
+    """Whole milliseconds from `earlier` to `later` (both already truncated to the ms)."""
+    return (later - earlier) // timedelta(milliseconds=1)
+
+
+def check_not_in_future(at: datetime, now: datetime) -> None:
+    if at > now + MAX_CLOCK_SKEW:
+        raise InvalidCommand(
+            f"at {to_iso(at)} is more than {MAX_CLOCK_SKEW.seconds // 60} minutes ahead of "
+            f"the ledger's clock ({to_iso(now)})"
+        )

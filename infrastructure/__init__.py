@@ -1,0 +1,1 @@
+"""The outside world: persistence settings, the eventsourcing application, the command line."""

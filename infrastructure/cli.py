@@ -1,0 +1,181 @@
+"""The `runledger` command: the contract's last section (shared/design/lifecycle.md).
+
+Standard output carries JSON. A rejection prints {"error":{"code","message"}} on standard
+error and exits 2; anything unexpected exits 1 with a message, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from contextlib import closing
+from typing import IO, Any, NoReturn
+
+from domain import payload, timestamps
+from domain.errors import InvalidCommand, RunLedgerError, RunNotFound
+from domain.events import RunEvent
+from domain.status import Command
+from infrastructure import batch
+from infrastructure.application import Ledger
+from infrastructure.settings import database_url
+from projections import history
+from projections.fold import fold, to_extended, to_view
+
+EXIT_OK, EXIT_UNEXPECTED, EXIT_REJECTED = 0, 1, 2
+
+# The options of each command, as (flag, contract field, parse the text or None).
+_RUN_OPTIONS = [("--at", "at"), ("--actor", "actor"), ("--reason", "reason")]
+_RUN_OPTIONS += [("--idempotency-key", "idempotencyKey")]
+_EXTRA_OPTIONS: dict[Command, list[tuple[str, str]]] = {
+    Command.COMPLETE: [("--output", "output")],
+    Command.FAIL: [("--error", "error")],
+    Command.LINK_CF_WORKFLOW: [("--cf-workflow-id", "cfWorkflowId")],
+}
+_CREATE_OPTIONS = [
+    ("--run-id", "runId"),
+    ("--workspace-id", "workspaceId"),
+    ("--subject-id", "subjectId"),
+    ("--user-id", "userId"),
+    ("--parent-run-id", "parentRunId"),
+    ("--mode", "mode"),
+    ("--triggered-by", "triggeredBy"),
+    ("--input", "input"),
+    ("--cf-workflow-id", "cfWorkflowId"),
+    ("--at", "at"),
+    ("--idempotency-key", "idempotencyKey"),
+]
+_JSON_FIELDS = {"input", "output"}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        _reject(InvalidCommand(f"{self.prog}: {message} (see {self.prog} --help)"))
+        raise SystemExit(EXIT_REJECTED)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="runledger", description="An event-sourced ledger of workflow runs.")
+    parser.add_argument("--db", metavar="URL", help="sqlite:///FILE or postgresql://...")
+    commands = parser.add_subparsers(dest="verb", metavar="COMMAND", required=True)
+
+    create = commands.add_parser("create", help="record a new run (pending)")
+    for flag, field in _CREATE_OPTIONS:
+        create.add_argument(flag, dest=field, metavar=field)
+    create.set_defaults(handler=_command_handler(Command.CREATE))
+
+    for command in Command:
+        if command is Command.CREATE:
+            continue
+        sub = commands.add_parser(command.cli_name, help=f"{command.value} a run")
+        sub.add_argument("runId", metavar="RUN_ID")
+        for flag, field in _RUN_OPTIONS + _EXTRA_OPTIONS.get(command, []):
+            sub.add_argument(flag, dest=field, metavar=field)
+        sub.set_defaults(handler=_command_handler(command))
+
+    apply = commands.add_parser("apply", help="apply JSON lines of commands from FILE or -")
+    apply.add_argument("file", nargs="?", default="-", metavar="FILE|-")
+    apply.set_defaults(handler=_apply)
+
+    show = commands.add_parser("show", help="print a run's view")
+    show.add_argument("run_id", metavar="RUN_ID")
+    moment = show.add_mutually_exclusive_group()
+    moment.add_argument("--as-of", metavar="TS", help="as it was by the source's clock")
+    moment.add_argument("--as-known-at", metavar="TS", help="as the ledger knew it then")
+    show.add_argument("--extended", action="store_true", help="add timings and version")
+    show.set_defaults(handler=_show)
+
+    events = commands.add_parser("history", help="print a run's events, oldest first")
+    events.add_argument("run_id", metavar="RUN_ID")
+    events.set_defaults(handler=_history)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        with closing(Ledger(database_url(args.db))) as ledger:
+            return int(args.handler(ledger, args))
+    except RunLedgerError as error:
+        _reject(error)
+        return EXIT_REJECTED
+    except KeyboardInterrupt:
+        print("runledger: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # the last resort: a message, never a traceback
+        message = f"{type(error).__name__}: {error}".strip()
+        _write(sys.stderr, {"error": {"code": "unexpected", "message": message}})
+        return EXIT_UNEXPECTED
+
+
+def _command_handler(command: Command) -> Callable[[Ledger, argparse.Namespace], int]:
+    def handle(ledger: Ledger, args: argparse.Namespace) -> int:
+        data: dict[str, Any] = {"command": command.value}
+        for field, text in vars(args).items():
+            if text is None or field in ("db", "verb", "handler"):
+                continue
+            data[field] = payload.loads(text, what=f"--{field}") if field in _JSON_FIELDS else text
+        state = ledger.submit(data)
+        _write(sys.stdout, to_view(state).to_json_dict())
+        return EXIT_OK
+
+    return handle
+
+
+def _apply(ledger: Ledger, args: argparse.Namespace) -> int:
+    rejected = 0
+    with _open_binary(args.file) as stream:
+        for index, line in enumerate(batch.read_lines(stream)):
+            result = batch.answer(ledger, line, first=index == 0)
+            rejected += not result["ok"]
+            _write(sys.stdout, result)
+    return EXIT_REJECTED if rejected else EXIT_OK
+
+
+def _show(ledger: Ledger, args: argparse.Namespace) -> int:
+    events = ledger.history(args.run_id)
+    if args.as_of is not None:
+        moment = timestamps.parse(args.as_of, field="--as-of")
+        events = _until(events, moment, lambda event: event.at, args.run_id)
+    elif args.as_known_at is not None:
+        moment = timestamps.parse(args.as_known_at, field="--as-known-at")
+        events = _until(events, moment, lambda event: event.timestamp, args.run_id)
+    state = fold(events)
+    view = to_extended(state) if args.extended else to_view(state)
+    _write(sys.stdout, view.to_json_dict())
+    return EXIT_OK
+
+
+def _until(events: list[RunEvent], moment: Any, clock: Any, run_id: str) -> list[RunEvent]:
+    kept = [event for event in events if clock(event) <= moment]
+    if not kept:
+        raise RunNotFound(run_id, f" at {timestamps.to_iso(moment)}: it did not exist yet")
+    return kept
+
+
+def _history(ledger: Ledger, args: argparse.Namespace) -> int:
+    for entry in history.entries(ledger.history(args.run_id)):
+        _write(sys.stdout, entry)
+    return EXIT_OK
+
+
+def _open_binary(name: str) -> IO[bytes]:
+    if name == "-":
+        return sys.stdin.buffer
+    try:
+        return open(name, "rb")
+    except OSError as error:
+        raise InvalidCommand(f"cannot read {name!r}: {error.strerror}") from None
+
+
+def _write(stream: IO[str], value: Any) -> None:
+    stream.buffer.write((payload.dumps(value) + "\n").encode())  # type: ignore[attr-defined]
+    stream.flush()
+
+
+def _reject(error: RunLedgerError) -> None:
+    _write(sys.stderr, {"error": error.as_json()})
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

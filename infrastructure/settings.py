@@ -1,0 +1,96 @@
+"""Where the ledger keeps its events: a database URL, turned into the library's settings."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from domain.errors import InvalidCommand
+
+DEFAULT_DATABASE_URL = "sqlite:///runledger.db"
+DATABASE_URL_VARIABLE = "RUNLEDGER_DATABASE_URL"
+
+
+@dataclass(frozen=True)
+class Database:
+    url: str
+    backend: str  # "sqlite" or "postgres"
+    env: dict[str, str]
+
+    @property
+    def display(self) -> str:
+        """The URL without its password, fit to print."""
+        parts = urlsplit(self.url)
+        if parts.password is None:
+            return self.url
+        return self.url.replace(f":{parts.password}@", ":***@", 1)
+
+
+def database_url(given: str | None) -> str:
+    """`--db`, else RUNLEDGER_DATABASE_URL, else a SQLite file in the working directory."""
+    return given or os.environ.get(DATABASE_URL_VARIABLE) or DEFAULT_DATABASE_URL
+
+
+def parse_database_url(url: str) -> Database:
+    scheme = url.split(":", 1)[0].lower()
+    if scheme == "sqlite":
+        return Database(url, "sqlite", _sqlite_env(url))
+    if scheme in ("postgresql", "postgres"):
+        return Database(url, "postgres", _postgres_env(url))
+    raise InvalidCommand(
+        f"the database URL must start with sqlite:/// or postgresql://, not {url[:60]!r}"
+    )
+
+
+_COMMON = {
+    "ORIGINATOR_ID_TYPE": "text",
+    "AGGREGATE_CACHE_MAXSIZE": "",
+}
+
+
+def _sqlite_env(url: str) -> dict[str, str]:
+    if not url.startswith("sqlite:///"):
+        raise InvalidCommand(
+            "a SQLite URL is sqlite:///relative/path.db, sqlite:////absolute/path.db "
+            f"or sqlite:///:memory:, not {url!r}"
+        )
+    path = unquote(url.removeprefix("sqlite:///"))
+    if path == ":memory:":
+        name = f"file:runledger-{id(url)}-{os.getpid()}?mode=memory&cache=shared"
+    elif not path:
+        raise InvalidCommand(f"the SQLite URL {url!r} names no file")
+    else:
+        name = str(Path(path))
+    return _COMMON | {
+        "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+        "SQLITE_DBNAME": name,
+        "SQLITE_LOCK_TIMEOUT": "30",
+    }
+
+
+def _postgres_env(url: str) -> dict[str, str]:
+    parts = urlsplit(url)
+    dbname = unquote(parts.path.lstrip("/"))
+    if not parts.hostname or not dbname:
+        raise InvalidCommand(
+            f"a PostgreSQL URL is postgresql://user:password@host:port/dbname, not {url!r}"
+        )
+    try:
+        port = parts.port or 5432
+    except ValueError:
+        raise InvalidCommand(f"the port in {url!r} is not a number") from None
+    return _COMMON | {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": dbname,
+        "POSTGRES_HOST": parts.hostname,
+        "POSTGRES_PORT": str(port),
+        "POSTGRES_USER": unquote(parts.username or "postgres"),
+        "POSTGRES_PASSWORD": unquote(parts.password or ""),
+        "POSTGRES_CONNECT_TIMEOUT": "10",
+        "POSTGRES_POOL_SIZE": "4",
+        "POSTGRES_MAX_OVERFLOW": "8",
+        # Never the database functions: with them a reader tailing the log can miss events.
+        "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
+    }

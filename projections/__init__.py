@@ -1,0 +1,1 @@
+"""The read side: the fold from a run's events to the WorkflowRun view, and what reads it."""

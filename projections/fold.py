@@ -1,0 +1,163 @@
+"""The fold from a run's events to its view: one pure function, used by every reader.
+
+`step` applies one event to a `RunState`; `fold` applies a whole stream. The command line's
+`show`, the read-model projection and its rebuild all go through `step`, so they agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from domain import payload, timestamps
+from domain.events import CfWorkflowLinked, RunCompleted, RunCreated, RunEvent, RunFailed
+from domain.status import Mode, RunStatus, TriggeredBy
+from projections.view import ExtendedView, Timings, WorkflowRun
+
+_TIMED = (RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.WAITING)
+
+
+@dataclass(frozen=True, slots=True)
+class RunState:
+    """Everything the view and the timings are computed from, after some events."""
+
+    id: str
+    workspace_id: str
+    subject_id: str
+    user_id: str
+    parent_run_id: str | None
+    mode: Mode
+    triggered_by: TriggeredBy
+    input: Any
+    cf_workflow_id: str | None
+    status: RunStatus
+    output: Any
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    status_since: datetime
+    """When the run entered its current status (by the source's clock)."""
+    running_ms: int
+    paused_ms: int
+    waiting_ms: int
+    """Time in each status, over the stretches that have ended."""
+    version: int
+    recorded_at: datetime
+    """When the ledger recorded the latest event (by its own clock)."""
+
+
+def start(event: RunCreated) -> RunState:
+    return RunState(
+        id=event.originator_id,
+        workspace_id=event.workspace_id,
+        subject_id=event.subject_id,
+        user_id=event.user_id,
+        parent_run_id=event.parent_run_id,
+        mode=Mode(event.mode),
+        triggered_by=TriggeredBy(event.triggered_by),
+        input=payload.loads(event.input_json),
+        cf_workflow_id=event.cf_workflow_id,
+        status=RunStatus.PENDING,
+        output=None,
+        error=None,
+        created_at=event.at,
+        updated_at=event.at,
+        started_at=None,
+        completed_at=None,
+        status_since=event.at,
+        running_ms=0,
+        paused_ms=0,
+        waiting_ms=0,
+        version=event.originator_version,
+        recorded_at=event.timestamp,
+    )
+
+
+def step(state: RunState | None, event: RunEvent) -> RunState:
+    """The state after one more event."""
+    if isinstance(event, RunCreated):
+        return start(event)
+    if state is None:
+        raise ValueError(f"run {event.originator_id!r} has no creation event before {event!r}")
+    changes: dict[str, Any] = {
+        "updated_at": event.at,
+        "version": event.originator_version,
+        "recorded_at": event.timestamp,
+    }
+    status = event.status_after(state.status)
+    if status is not state.status:
+        changes |= _leave(state, event.at)
+        changes |= {"status": status, "status_since": event.at}
+        if status is RunStatus.RUNNING and state.started_at is None:
+            changes["started_at"] = event.at
+        if status.is_terminal:
+            changes["completed_at"] = event.at
+    if isinstance(event, RunCompleted):
+        changes["output"] = payload.loads(event.output_json)
+    elif isinstance(event, RunFailed):
+        changes["error"] = event.error
+    elif isinstance(event, CfWorkflowLinked):
+        changes["cf_workflow_id"] = event.cf_workflow_id
+    return replace(state, **changes)
+
+
+def _leave(state: RunState, at: datetime) -> dict[str, int]:
+    """Adds the stretch spent in the status the run is leaving to its total."""
+    if state.status not in _TIMED:
+        return {}
+    field = f"{state.status.value}_ms"
+    return {field: getattr(state, field) + timestamps.millis_between(state.status_since, at)}
+
+
+def fold(events: Iterable[RunEvent]) -> RunState:
+    state: RunState | None = None
+    for event in events:
+        state = step(state, event)
+    if state is None:
+        raise ValueError("a run's stream has at least one event")
+    return state
+
+
+def to_view(state: RunState) -> WorkflowRun:
+    duration = None
+    if state.started_at is not None and state.completed_at is not None:
+        duration = timestamps.millis_between(state.started_at, state.completed_at)
+    return WorkflowRun(
+        id=state.id,
+        workspace_id=state.workspace_id,
+        subject_id=state.subject_id,
+        parent_run_id=state.parent_run_id,
+        status=state.status,
+        mode=state.mode,
+        input=state.input,
+        output=state.output,
+        error=state.error,
+        triggered_by=state.triggered_by,
+        cf_workflow_id=state.cf_workflow_id,
+        duration_ms=duration,
+        user_id=state.user_id,
+        started_at=state.started_at,
+        completed_at=state.completed_at,
+        created_at=state.created_at,
+        updated_at=state.updated_at,
+    )
+
+
+def to_timings(state: RunState) -> Timings:
+    if state.started_at is None:
+        return Timings(queued_ms=None, running_ms=None, paused_ms=None, waiting_ms=None)
+    totals = {"running_ms": state.running_ms, "paused_ms": state.paused_ms}
+    totals["waiting_ms"] = state.waiting_ms
+    if state.status in _TIMED:  # open: the current stretch runs up to updatedAt
+        totals |= _leave(state, state.updated_at)
+    return Timings(
+        queued_ms=timestamps.millis_between(state.created_at, state.started_at), **totals
+    )
+
+
+def to_extended(state: RunState) -> ExtendedView:
+    return ExtendedView(run=to_view(state), timings=to_timings(state), version=state.version)
