@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from eventsourcing.application import Application, project_aggregate
-from eventsourcing.persistence import RecordConflictError
+from eventsourcing.persistence import ApplicationRecorder, RecordConflictError
+from eventsourcing.postgres import PostgresAggregateRecorder
 from eventsourcing.utils import Environment, EnvType
 
 from domain import commands, identifiers, timestamps
@@ -20,6 +21,7 @@ from domain.commands import AnyCommand, CreateRun, RunCommand
 from domain.errors import Conflict, InvalidCommand, RunNotFound
 from domain.events import RunCreated, RunEvent
 from domain.run import Run
+from infrastructure import postgres
 from infrastructure.settings import Database, parse_database_url
 from projections.fold import RunState, fold
 
@@ -47,6 +49,12 @@ class Ledger(Application[str]):
         # The ledger's settings come from its database URL alone, never from stray
         # environment variables (such as POSTGRES_ENABLE_DB_FUNCTIONS).
         return Environment(name, dict(env or {}))
+
+    def construct_recorder(self) -> ApplicationRecorder:
+        recorder = super().construct_recorder()
+        if isinstance(recorder, PostgresAggregateRecorder):
+            postgres.create_tables_once(recorder)
+        return recorder
 
     def now(self) -> datetime:
         return timestamps.truncate(self.clock())

@@ -93,4 +93,5 @@ def _postgres_env(url: str) -> dict[str, str]:
         "POSTGRES_MAX_OVERFLOW": "8",
         # Never the database functions: with them a reader tailing the log can miss events.
         "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
+        "CREATE_TABLE": "n",  # see infrastructure/postgres.py
     }

@@ -1,0 +1,27 @@
+"""PostgreSQL specifics of the write side.
+
+The library creates its tables (and a function it would use only with the database functions,
+which the ledger never enables) with `CREATE OR REPLACE` at every start. Processes starting
+together then fail with "tuple concurrently updated", and every command-line call would write
+to the catalogue. So the ledger turns that off and creates the tables once, under an advisory
+lock, only where they are missing.
+"""
+
+from __future__ import annotations
+
+from eventsourcing.postgres import PostgresAggregateRecorder
+
+_SCHEMA_LOCK = 0x72756E6C  # "runl": one advisory lock for the ledger's DDL
+
+
+def create_tables_once(recorder: PostgresAggregateRecorder) -> None:
+    datastore = recorder.datastore
+    table = f"{datastore.schema or 'public'}.{recorder.events_table_name}"
+    with datastore.get_connection() as connection:
+        connection.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
+        try:
+            row = connection.execute("SELECT to_regclass(%s) AS oid", (table,)).fetchone()
+            if row is None or row["oid"] is None:
+                recorder.create_table()
+        finally:
+            connection.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))

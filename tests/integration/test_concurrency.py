@@ -1,0 +1,85 @@
+"""Writers racing on one run: each command is applied once or refused, never lost or doubled."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+from domain.errors import RunLedgerError
+from infrastructure.application import Ledger
+from projections.fold import fold
+from tests.builders import command, create
+
+WRITERS = 6
+COMMANDS_EACH = 15
+
+
+def race(database_url: str, work: list[list[dict[str, object]]]) -> list[list[str]]:
+    """Each writer, with its own connection, sends its commands; returns their outcomes."""
+
+    def write(commands: list[dict[str, object]]) -> list[str]:
+        outcomes = []
+        with Ledger(database_url) as ledger:
+            for data in commands:
+                try:
+                    outcomes.append(f"v{ledger.submit(data).version}")
+                except RunLedgerError as error:
+                    outcomes.append(error.code)
+        return outcomes
+
+    with ThreadPoolExecutor(max_workers=len(work)) as pool:
+        return list(pool.map(write, work))
+
+
+def test_racing_writers_neither_lose_nor_duplicate_an_event(database_url: str) -> None:
+    with Ledger(database_url) as ledger:
+        ledger.submit(create())
+        ledger.submit(command("start"))
+    moves = ["wait", "resume", "pause"]
+    rng = random.Random(7)
+    work = [
+        [command(rng.choice(moves), reason=f"writer {w} #{i}") for i in range(COMMANDS_EACH)]
+        for w in range(WRITERS)
+    ]
+
+    outcomes = race(database_url, work)
+
+    with Ledger(database_url) as ledger:
+        events = ledger.history("run_1")
+    accepted = [answer for answers in outcomes for answer in answers if answer.startswith("v")]
+    refused = Counter(answer for answers in outcomes for answer in answers if answer[0] != "v")
+    assert set(refused) <= {"illegal_transition", "conflict"}
+    assert [event.originator_version for event in events] == list(range(1, len(events) + 1))
+    assert len(events) == 2 + len(accepted)
+    assert sorted(accepted) == sorted(f"v{event.originator_version}" for event in events[2:])
+    recorded = Counter(event.reason for event in events[2:])
+    assert all(count == 1 for count in recorded.values())
+
+
+def test_racing_duplicates_of_one_keyed_command_append_it_once(database_url: str) -> None:
+    with Ledger(database_url) as ledger:
+        ledger.submit(create())
+        ledger.submit(command("start"))
+    finish = command("complete", output={"ok": True}, idempotencyKey="finish-1")
+
+    outcomes = race(database_url, [[finish] for _ in range(WRITERS)])
+
+    with Ledger(database_url) as ledger:
+        events = ledger.history("run_1")
+    assert [answers[0] for answers in outcomes] == ["v3"] * WRITERS
+    assert len(events) == 3
+    assert fold(events).status == "completed"
+
+
+def test_of_two_racing_endings_exactly_one_wins(database_url: str) -> None:
+    with Ledger(database_url) as ledger:
+        ledger.submit(create())
+        ledger.submit(command("start"))
+
+    outcomes = race(database_url, [[command("complete")], [command("fail", error="lost")]])
+
+    with Ledger(database_url) as ledger:
+        events = ledger.history("run_1")
+    assert sorted(answers[0] for answers in outcomes) == ["illegal_transition", "v3"]
+    assert len(events) == 3
