@@ -10,19 +10,34 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import closing
-from typing import IO, Any, NoReturn
+from typing import IO, Any, NoReturn, Protocol
+
+from eventsourcing.persistence import PersistenceError
 
 from domain import payload, timestamps
 from domain.errors import InvalidCommand, RunLedgerError, RunNotFound
 from domain.events import RunEvent
 from domain.status import Command
-from infrastructure import batch
+from infrastructure import batch, cli_audit, cli_projection
 from infrastructure.application import Ledger
-from infrastructure.settings import database_url
-from projections import history
+from infrastructure.output import reject, write_json
+from infrastructure.settings import database_url, parse_database_url
 from projections.fold import fold, to_extended, to_view
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_REJECTED = 0, 1, 2
+
+Handler = Callable[[Ledger, argparse.Namespace], int]
+"""What a command runs: given the ledger and the parsed arguments, returns the exit status."""
+
+
+class Extension(Protocol):
+    """A module that adds commands: `register(commands)` adds sub-parsers whose defaults set
+    `handler` to a Handler. Each issue's commands live in a module of their own."""
+
+    def register(self, commands: argparse._SubParsersAction[Any]) -> None: ...
+
+
+EXTENSIONS: list[Extension] = [cli_audit, cli_projection]
 
 # The options of each command, as (flag, contract field, parse the text or None).
 _RUN_OPTIONS = [("--at", "at"), ("--actor", "actor"), ("--reason", "reason")]
@@ -50,7 +65,7 @@ _JSON_FIELDS = {"input", "output"}
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        _reject(InvalidCommand(f"{self.prog}: {message} (see {self.prog} --help)"))
+        reject(InvalidCommand(f"{self.prog}: {message} (see {self.prog} --help)"))
         raise SystemExit(EXIT_REJECTED)
 
 
@@ -85,30 +100,34 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--extended", action="store_true", help="add timings and version")
     show.set_defaults(handler=_show)
 
-    events = commands.add_parser("history", help="print a run's events, oldest first")
-    events.add_argument("run_id", metavar="RUN_ID")
-    events.set_defaults(handler=_history)
+    for extension in EXTENSIONS:
+        extension.register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    url = database_url(args.db)
     try:
-        with closing(Ledger(database_url(args.db))) as ledger:
+        with closing(Ledger(url)) as ledger:
             return int(args.handler(ledger, args))
+    except PersistenceError as error:
+        message = f"the database {parse_database_url(url).display} failed: {error}"
+        write_json(sys.stderr, {"error": {"code": "unavailable", "message": message}})
+        return EXIT_UNEXPECTED
     except RunLedgerError as error:
-        _reject(error)
+        reject(error)
         return EXIT_REJECTED
     except KeyboardInterrupt:
         print("runledger: interrupted", file=sys.stderr)
         return 130
     except Exception as error:  # the last resort: a message, never a traceback
         message = f"{type(error).__name__}: {error}".strip()
-        _write(sys.stderr, {"error": {"code": "unexpected", "message": message}})
+        write_json(sys.stderr, {"error": {"code": "unexpected", "message": message}})
         return EXIT_UNEXPECTED
 
 
-def _command_handler(command: Command) -> Callable[[Ledger, argparse.Namespace], int]:
+def _command_handler(command: Command) -> Handler:
     def handle(ledger: Ledger, args: argparse.Namespace) -> int:
         data: dict[str, Any] = {"command": command.value}
         for field, text in vars(args).items():
@@ -116,7 +135,7 @@ def _command_handler(command: Command) -> Callable[[Ledger, argparse.Namespace],
                 continue
             data[field] = payload.loads(text, what=f"--{field}") if field in _JSON_FIELDS else text
         state = ledger.submit(data)
-        _write(sys.stdout, to_view(state).to_json_dict())
+        write_json(sys.stdout, to_view(state).to_json_dict())
         return EXIT_OK
 
     return handle
@@ -128,7 +147,7 @@ def _apply(ledger: Ledger, args: argparse.Namespace) -> int:
         for index, line in enumerate(batch.read_lines(stream)):
             result = batch.answer(ledger, line, first=index == 0)
             rejected += not result["ok"]
-            _write(sys.stdout, result)
+            write_json(sys.stdout, result)
     return EXIT_REJECTED if rejected else EXIT_OK
 
 
@@ -142,7 +161,7 @@ def _show(ledger: Ledger, args: argparse.Namespace) -> int:
         events = _until(events, moment, lambda event: event.timestamp, args.run_id)
     state = fold(events)
     view = to_extended(state) if args.extended else to_view(state)
-    _write(sys.stdout, view.to_json_dict())
+    write_json(sys.stdout, view.to_json_dict())
     return EXIT_OK
 
 
@@ -153,12 +172,6 @@ def _until(events: list[RunEvent], moment: Any, clock: Any, run_id: str) -> list
     return kept
 
 
-def _history(ledger: Ledger, args: argparse.Namespace) -> int:
-    for entry in history.entries(ledger.history(args.run_id)):
-        _write(sys.stdout, entry)
-    return EXIT_OK
-
-
 def _open_binary(name: str) -> IO[bytes]:
     if name == "-":
         return sys.stdin.buffer
@@ -166,15 +179,6 @@ def _open_binary(name: str) -> IO[bytes]:
         return open(name, "rb")
     except OSError as error:
         raise InvalidCommand(f"cannot read {name!r}: {error.strerror}") from None
-
-
-def _write(stream: IO[str], value: Any) -> None:
-    stream.buffer.write((payload.dumps(value) + "\n").encode())  # type: ignore[attr-defined]
-    stream.flush()
-
-
-def _reject(error: RunLedgerError) -> None:
-    _write(sys.stderr, {"error": error.as_json()})
 
 
 if __name__ == "__main__":
