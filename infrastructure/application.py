@@ -53,7 +53,7 @@ class Ledger(Application[str]):
     def construct_recorder(self) -> ApplicationRecorder:
         recorder = super().construct_recorder()
         if isinstance(recorder, PostgresAggregateRecorder):
-            postgres.create_tables_once(recorder)
+            postgres.create_tables_once(recorder, recorder.events_table_name)
         return recorder
 
     def now(self) -> datetime:

@@ -1,10 +1,129 @@
-"""Commands of the read model: project, rebuild, verify, lag."""
+"""Commands of the read model: project, rebuild, verify, lag, wait-projection."""
 
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+from infrastructure import readmodel
+from infrastructure.application import Ledger
+from infrastructure.output import write_json
+from infrastructure.progress import Progress
+from projections.projector import ProjectionError
+from projections.verify import verify
+
+EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
-    """The projection issue adds its commands here."""
+    project = commands.add_parser("project", help="catch the workflow_runs read model up")
+    project.add_argument("--follow", action="store_true", help="keep following until Ctrl-C")
+    project.add_argument("--batch-size", type=int, default=500, metavar="N")
+    project.add_argument(
+        "--dead-letters",
+        action="store_true",
+        help="set aside an event that cannot be applied (recorded, shown by lag) and go on",
+    )
+    project.set_defaults(handler=_project)
+
+    rebuild = commands.add_parser("rebuild", help="rebuild the read model from the first event")
+    rebuild.add_argument("--batch-size", type=int, default=500, metavar="N")
+    rebuild.set_defaults(handler=_rebuild)
+
+    check = commands.add_parser("verify", help="compare every row with its run's replay")
+    check.set_defaults(handler=_verify)
+
+    behind = commands.add_parser("lag", help="how far behind the read model is, as JSON")
+    behind.set_defaults(handler=_lag)
+
+    wait = commands.add_parser(
+        "wait-projection", help="wait until the read model has applied a position"
+    )
+    wait.add_argument("--position", type=int, help="default: the latest event now recorded")
+    wait.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
+    wait.set_defaults(handler=_wait)
+
+
+def _project(ledger: Ledger, args: argparse.Namespace) -> int:
+    view = readmodel.open_view(ledger)
+    total = None if args.follow else (ledger.recorder.max_notification_id() or 0) - view.position()
+    with Progress("projecting", total) as progress, _stopped_by_signals() as stop:
+        runner = readmodel.projector(
+            ledger,
+            view,
+            batch_size=args.batch_size,
+            dead_letters=args.dead_letters,
+            on_batch=progress.advance,
+        )
+        try:
+            applied = runner.run(follow=args.follow, stop=stop)
+        except ProjectionError as error:
+            write_json(sys.stderr, {"error": {"code": "projection_stopped", "message": str(error)}})
+            return EXIT_FAILED
+    write_json(sys.stdout, {"applied": applied, **readmodel.lag(ledger, view).to_json_dict()})
+    return EXIT_OK
+
+
+def _rebuild(ledger: Ledger, args: argparse.Namespace) -> int:
+    live = readmodel.open_view(ledger)
+    total = ledger.recorder.max_notification_id() or 0
+    with Progress("rebuilding", total) as progress:
+        position = readmodel.rebuild(
+            ledger, live, batch_size=args.batch_size, on_batch=progress.advance
+        )
+    write_json(sys.stdout, {"rebuilt": True, "position": position})
+    return EXIT_OK
+
+
+def _verify(ledger: Ledger, args: argparse.Namespace) -> int:
+    view = readmodel.open_view(ledger)
+    disagreements = 0
+    with Progress("verifying", None, unit="runs") as progress:
+        for disagreement in verify(
+            view, ledger.mapper, view.event_run_ids, on_run=progress.advance
+        ):
+            disagreements += 1
+            write_json(sys.stdout, disagreement.to_json_dict())
+        runs = progress.done
+    write_json(
+        sys.stdout,
+        {"runs": runs, "position": view.position(), "disagreements": disagreements},
+    )
+    return EXIT_FAILED if disagreements else EXIT_OK
+
+
+def _lag(ledger: Ledger, args: argparse.Namespace) -> int:
+    write_json(sys.stdout, readmodel.lag(ledger, readmodel.open_view(ledger)).to_json_dict())
+    return EXIT_OK
+
+
+def _wait(ledger: Ledger, args: argparse.Namespace) -> int:
+    view = readmodel.open_view(ledger)
+    position = args.position if args.position is not None else ledger.recorder.max_notification_id()
+    try:
+        view.wait_for(position or 0, timeout=args.timeout)
+    except TimeoutError:
+        message = f"the read model did not reach position {position} in {args.timeout} s"
+        write_json(sys.stderr, {"error": {"code": "timeout", "message": message}})
+        return EXIT_FAILED
+    write_json(sys.stdout, readmodel.lag(ledger, view).to_json_dict())
+    return EXIT_OK
+
+
+@contextmanager
+def _stopped_by_signals() -> Iterator[threading.Event]:
+    """An event set by Ctrl-C or SIGTERM, so that work stops at a transaction boundary."""
+    stop = threading.Event()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -9,14 +9,15 @@ lock, only where they are missing.
 
 from __future__ import annotations
 
-from eventsourcing.postgres import PostgresAggregateRecorder
+from eventsourcing.postgres import PostgresRecorder
 
 _SCHEMA_LOCK = 0x72756E6C  # "runl": one advisory lock for the ledger's DDL
 
 
-def create_tables_once(recorder: PostgresAggregateRecorder) -> None:
+def create_tables_once(recorder: PostgresRecorder, name: str) -> None:
+    """Runs the recorder's `create_table()` unless its table `name` exists."""
     datastore = recorder.datastore
-    table = f"{datastore.schema or 'public'}.{recorder.events_table_name}"
+    table = f"{datastore.schema or 'public'}.{name}"
     with datastore.get_connection() as connection:
         connection.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
         try:

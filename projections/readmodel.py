@@ -1,0 +1,206 @@
+"""The `workflow_runs` read model: its columns, the row of a run state and back, and the
+port that each backend's adapter implements (projections/sqlite.py, projections/postgres.py).
+
+A row holds the seed's 17 fields, the extended timings, the run's version, and two columns
+the incremental fold needs to go on from a row alone: `status_since` (when the current
+status began, by the source's clock) and `recorded_at` (when the ledger recorded the run's
+latest event). JSON columns hold NULL for a JSON null.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from eventsourcing.persistence import Tracking, TrackingRecorder
+
+from domain import payload, timestamps
+from domain.status import Mode, RunStatus, TriggeredBy
+from projections.fold import RunState, to_timings, to_view
+
+TABLE = "workflow_runs"
+SHADOW_SUFFIX = "_rebuild"
+
+VIEW_COLUMNS = (
+    "id",
+    "workspace_id",
+    "subject_id",
+    "parent_run_id",
+    "status",
+    "mode",
+    "input",
+    "output",
+    "error",
+    "triggered_by",
+    "cf_workflow_id",
+    "duration_ms",
+    "user_id",
+    "started_at",
+    "completed_at",
+    "created_at",
+    "updated_at",
+)
+TIMING_COLUMNS = ("queued_ms", "running_ms", "paused_ms", "waiting_ms")
+COLUMNS = (*VIEW_COLUMNS, *TIMING_COLUMNS, "version", "status_since", "recorded_at")
+JSON_COLUMNS = frozenset({"input", "output"})
+TIME_COLUMNS = frozenset(
+    {"started_at", "completed_at", "created_at", "updated_at", "status_since", "recorded_at"}
+)
+INTEGER_COLUMNS = frozenset({"duration_ms", *TIMING_COLUMNS, "version"})
+
+INDEXES: tuple[tuple[str, str], ...] = (
+    ("workspace_created", "workspace_id, created_at DESC, id DESC"),
+    ("workspace_status", "workspace_id, status, created_at DESC"),
+    ("workspace_completed", "workspace_id, completed_at"),
+    ("workspace_subject", "workspace_id, subject_id, created_at DESC"),
+    ("parent", "parent_run_id"),
+)
+"""Secondary indexes, by name and columns: the dashboard's lists, counts and trees."""
+
+_OPEN_TIMED = (RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.WAITING)
+
+
+def to_row(state: RunState) -> dict[str, Any]:
+    """The row of a run: JSON as text (None for null), times as datetimes."""
+    view, timings = to_view(state), to_timings(state)
+    row: dict[str, Any] = {column: getattr(view, column) for column in VIEW_COLUMNS}
+    row |= {column: getattr(timings, column) for column in TIMING_COLUMNS}
+    row |= {"version": state.version, "status_since": state.status_since}
+    row |= {"recorded_at": state.recorded_at}
+    for column in ("status", "mode", "triggered_by"):
+        row[column] = row[column].value
+    for column in JSON_COLUMNS:
+        row[column] = None if row[column] is None else payload.dumps(row[column])
+    return row
+
+
+def from_row(row: Mapping[str, Any]) -> RunState:
+    """The run state a row was written from, to go on folding from it."""
+    status = RunStatus(row["status"])
+    started = row["started_at"]
+    totals = {name: row[name] or 0 for name in ("running_ms", "paused_ms", "waiting_ms")}
+    if started is not None and status in _OPEN_TIMED:  # the current stretch is not closed
+        totals[f"{status.value}_ms"] -= timestamps.millis_between(
+            row["status_since"], row["updated_at"]
+        )
+    return RunState(
+        id=row["id"],
+        workspace_id=row["workspace_id"],
+        subject_id=row["subject_id"],
+        user_id=row["user_id"],
+        parent_run_id=row["parent_run_id"],
+        mode=Mode(row["mode"]),
+        triggered_by=TriggeredBy(row["triggered_by"]),
+        input=_json(row["input"]),
+        cf_workflow_id=row["cf_workflow_id"],
+        status=status,
+        output=_json(row["output"]),
+        error=row["error"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        started_at=started,
+        completed_at=row["completed_at"],
+        status_since=row["status_since"],
+        version=row["version"],
+        recorded_at=row["recorded_at"],
+        **totals,
+    )
+
+
+def _json(text: str | None) -> Any:
+    return None if text is None else payload.loads(text)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An event the projection could not apply, set aside by an explicit option."""
+
+    position: int
+    run_id: str
+    event_type: str
+    error: str
+    recorded_at: datetime
+
+
+@dataclass(frozen=True)
+class Lag:
+    position: int
+    head: int
+    behind_seconds: float
+    dead_letters: int
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "position": self.position,
+            "head": self.head,
+            "behindEvents": self.head - self.position,
+            "behindSeconds": round(self.behind_seconds, 3),
+            "deadLetters": self.dead_letters,
+        }
+
+
+class RunsView(TrackingRecorder, ABC):
+    """The read model: rows of `workflow_runs` written with their tracking position in one
+    transaction, so that a position is applied exactly once."""
+
+    application_name: str = "runledger"
+    table: str
+
+    @abstractmethod
+    def create_table(self) -> None:
+        """Creates the table, its indexes, the tracking and dead-letter tables if missing."""
+
+    @abstractmethod
+    def states(self, run_ids: Collection[str]) -> dict[str, RunState]:
+        """The states of those runs that have a row."""
+
+    @abstractmethod
+    def write(
+        self, states: Sequence[RunState], tracking: Tracking, dead: Sequence[DeadLetter] = ()
+    ) -> None:
+        """Upserts rows (never to an older version) and advances the tracking position, in
+        one transaction; raises IntegrityError if the position does not advance."""
+
+    @abstractmethod
+    def rows(self, run_ids: Collection[str]) -> dict[str, dict[str, Any]]:
+        """Raw rows by id, as stored (for verify)."""
+
+    @abstractmethod
+    def run_ids_without_events(self, position: int) -> list[str]:
+        """Ids of rows whose run has no event at or before the position."""
+
+    @abstractmethod
+    def event_run_ids(self, after: str, limit: int, position: int) -> list[str]:
+        """Ids of runs with events at or before the position, in order, after `after`."""
+
+    @abstractmethod
+    def dead_letter_count(self) -> int: ...
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Drops and recreates the table empty, and forgets its tracking position."""
+
+    @abstractmethod
+    def swap_into(self, live: RunsView) -> bool:
+        """Atomically replaces the live table by this one (a shadow built by `rebuild`),
+        carrying its position over. False, changing nothing, if the live read model has
+        applied more events than this one (then catch up and try again)."""
+
+    def position(self) -> int:
+        return self.max_tracking_id(self.application_name) or 0
+
+    def wait_for(self, position: int, timeout: float) -> None:
+        """Read-your-writes: blocks until the read model has applied `position`."""
+        self.wait(self.application_name, position, timeout=timeout)
+
+    @abstractmethod
+    def wait_for_news(self, timeout: float) -> None:
+        """Blocks until new events may have been recorded, or the timeout passes."""
+
+    @abstractmethod
+    def events_of(self, run_ids: Collection[str], position: int) -> Iterator[Any]:
+        """The stored events of those runs at or before the position, in run and version
+        order (for verify)."""
