@@ -64,8 +64,7 @@ def _payload(value: Any, field: str) -> Any:
 def _text(value: Any, field: str) -> str:
     if not isinstance(value, str):
         raise InvalidCommand(f"{field} must be a string, not {_json_type(value)}")
-    if "\x00" in value:
-        raise InvalidCommand(f"{field} holds the character U+0000, which cannot be stored")
+    payload.check_text(value, what=field)
     return value
 
 
@@ -200,7 +199,7 @@ def parse(data: Mapping[str, Any], *, size: int | None = None) -> AnyCommand:
     otherwise it is measured.
     """
     if size is None:
-        size = len(payload.dumps(data).encode())
+        size = payload.size(data)
     if size > MAX_COMMAND_BYTES:
         raise TooLarge(
             f"the command is {size:,} bytes of JSON; the limit is {MAX_COMMAND_BYTES:,} bytes"

@@ -3,12 +3,26 @@
 Every event carries when it happened by the source's clock (`at`), when the ledger recorded
 it by its own clock (`timestamp`), who did it (`actor`), why (`reason`) and the command's
 `idempotency_key`. Payloads (`input`, `output`) are stored as their exact JSON text.
+
+Versions of the events' shape (`class_version`, stored with each event from version 2 on;
+an event stored without one is version 1). An event is upcast on read, by the library's
+mapper calling `upcast_vN_vN+1(state)` on the stored state, so the code sees one shape only.
+
+    v1  the shape above, as the ledger stored every event until `runledger import` existed.
+    v2  adds `first_recorded_at`: when a ledger first recorded the event, if that was another
+        ledger. `runledger import` copies events from another ledger; it records them at its
+        own time (`timestamp`: "as known at" reads this ledger's knowledge) and keeps the
+        source's time here, so an auditor still learns when the event was first known,
+        after any number of moves. None means this ledger recorded it first, at `timestamp`
+        (every v1 event: nothing was imported before v2, so the upcast sets None, which is
+        what a v1 event meant). The field changes no rule, view or timing.
 """
 
 from __future__ import annotations
 
+from dataclasses import field
 from datetime import datetime
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from eventsourcing.domain import CanInitAggregate, CanMutateAggregate, MetaDomainEvent
 
@@ -20,6 +34,7 @@ if TYPE_CHECKING:
 
 class RunEvent(CanMutateAggregate[str], metaclass=MetaDomainEvent):
     command: ClassVar[Command]
+    class_version: ClassVar[int] = 2
 
     originator_id: str
     originator_version: int
@@ -28,6 +43,11 @@ class RunEvent(CanMutateAggregate[str], metaclass=MetaDomainEvent):
     actor: str | None
     reason: str | None
     idempotency_key: str | None
+    first_recorded_at: datetime | None = field(default=None, kw_only=True)
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state["first_recorded_at"] = None
 
     @property
     def run_id(self) -> str:
@@ -36,6 +56,11 @@ class RunEvent(CanMutateAggregate[str], metaclass=MetaDomainEvent):
     @property
     def recorded_at(self) -> datetime:
         return self.timestamp
+
+    @property
+    def first_recorded(self) -> datetime:
+        """When a ledger first recorded this event: here (`timestamp`) unless it was imported."""
+        return self.timestamp if self.first_recorded_at is None else self.first_recorded_at
 
     def status_after(self, before: RunStatus) -> RunStatus:
         return TRANSITIONS[self.command].target(before)

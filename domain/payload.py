@@ -53,11 +53,18 @@ def _reject_constant(name: str) -> None:
     raise InvalidCommand(f"{name} is not JSON: numbers must be finite")
 
 
-_DECODER = json.JSONDecoder(parse_float=_parse_float, parse_constant=_reject_constant)
+def _parse_int(text: str) -> int | Decimal:
+    return ExactNumber(text) if text == "-0" else int(text)  # -0 comes back as -0
+
+
+_DECODER = json.JSONDecoder(
+    parse_float=_parse_float, parse_int=_parse_int, parse_constant=_reject_constant
+)
 
 
 def loads(text: str, *, what: str = "JSON") -> JsonValue:
-    """Parses JSON text, keeping numbers exact, and checks the payload limits."""
+    """Parses JSON text, keeping numbers exact; NaN and Infinity are refused. (`check` is
+    what enforces the other limits.)"""
     try:
         value = _DECODER.decode(text)
     except RecursionError:
@@ -97,6 +104,24 @@ def check(value: JsonValue, *, what: str) -> None:
 def _check_text(text: str, what: str) -> None:
     if "\x00" in text:
         raise InvalidCommand(f"{what} holds the character U+0000, which cannot be stored")
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            raise InvalidCommand(
+                f"{what} holds a lone UTF-16 surrogate, which is not a character"
+            ) from None
+
+
+def check_text(text: str, *, what: str) -> None:
+    """A string field (not a payload) obeys the same rules as the strings of a payload."""
+    _check_text(text, what)
+
+
+def size(value: JsonValue) -> int:
+    """Bytes of UTF-8 of a command's compact JSON; any non-JSON value counts as its str()."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    return len(text.encode(errors="surrogatepass"))
 
 
 class _HasDecimal(Exception):
@@ -104,7 +129,9 @@ class _HasDecimal(Exception):
 
 
 def _no_decimal(value: object) -> object:
-    raise _HasDecimal
+    if isinstance(value, Decimal):
+        raise _HasDecimal
+    raise TypeError(f"a {type(value).__name__} is not JSON")
 
 
 _FAST = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_no_decimal)

@@ -82,11 +82,11 @@ class Run(BaseAggregate[str]):
         if self._is_duplicate(command):
             return False
         self._check_allowed(command.kind)
+        if command.kind is Command.LINK_CF_WORKFLOW and self._is_linked_to(command):
+            return False  # linking the same id again is a no-op, whenever it comes
         at = command.at if command.at is not None else max(now, self.last_at)
         timestamps.check_not_in_future(at, now)
         self._check_in_order(at)
-        if command.kind is Command.LINK_CF_WORKFLOW and self._is_linked_to(command):
-            return False
         self.trigger_event(
             EVENT_FOR[command.kind],
             timestamp=now,

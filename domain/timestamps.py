@@ -11,7 +11,8 @@ MAX_CLOCK_SKEW = timedelta(minutes=5)
 """How far ahead of the ledger's clock an `at` may be."""
 
 _ISO_8601 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?P<offset>[Zz]|[+-]\d{2}:?\d{2})?"
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?"
+    r"(?P<offset>[Zz]|[+-](?:[01]\d|2[0-3]):?[0-5]\d)?"
 )
 
 

@@ -1,4 +1,10 @@
-"""A run's history for auditors: each event with the status before and after it."""
+"""A run's history for auditors: each event with the status before and after it.
+
+An entry holds what happened (`event`, `at` by the source's clock, `actor`, `reason`,
+`idempotencyKey` and the event's own fields) and when this ledger learned of it
+(`recordedAt`, by its clock). An event this ledger imported from another one also carries
+`firstRecordedAt`: when a ledger first recorded it (see domain/events.py, v2).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ def entries(events: Iterable[RunEvent]) -> Iterator[dict[str, Any]]:
     status: RunStatus | None = None
     for event in events:
         after = event.status_after(status) if status is not None else RunStatus.PENDING
-        yield {
+        entry: dict[str, Any] = {
             "runId": event.originator_id,
             "version": event.originator_version,
             "event": event.command.value,
@@ -24,15 +30,21 @@ def entries(events: Iterable[RunEvent]) -> Iterator[dict[str, Any]]:
             "statusAfter": after,
             "at": timestamps.to_iso(event.at),
             "recordedAt": timestamps.to_iso(event.timestamp),
+        }
+        if event.first_recorded_at is not None:
+            entry["firstRecordedAt"] = timestamps.to_iso(event.first_recorded_at)
+        entry |= {
             "actor": event.actor,
             "reason": event.reason,
             "idempotencyKey": event.idempotency_key,
             **_payload(event),
         }
+        yield entry
         status = after
 
 
 def _payload(event: RunEvent) -> dict[str, Any]:
+    """The event's own fields, by their contract names (JSON payloads parsed, exact)."""
     if isinstance(event, RunCreated):
         return {
             "workspaceId": event.workspace_id,

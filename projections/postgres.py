@@ -24,6 +24,9 @@ from projections.readmodel import (
     to_row,
 )
 
+COPY_THRESHOLD = 50
+"""From how many rows a batch is written with COPY rather than executemany."""
+
 _TYPES = dict.fromkeys(INTEGER_COLUMNS, "bigint")
 _TYPES |= dict.fromkeys(TIME_COLUMNS, "timestamptz")
 _TYPES |= dict.fromkeys(JSON_COLUMNS, "jsonb")
@@ -84,6 +87,17 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
             values=values,
             updates=updates,
         )
+        staging = Identifier(f"{table}_staging")
+        self.create_staging = SQL(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS"
+        ).format(staging, self.t)
+        self.copy_staging = SQL("COPY {} ({}) FROM STDIN").format(
+            staging, SQL(", ").join(map(Identifier, COLUMNS))
+        )
+        self.merge_staging = SQL(
+            "INSERT INTO {t} SELECT * FROM {staging} ON CONFLICT (id) DO UPDATE SET {updates} "
+            "WHERE excluded.version > {t}.version"
+        ).format(t=self.t, staging=staging, updates=updates)
         self.select = SQL("SELECT {} FROM {} WHERE id = ANY(%s)").format(
             SQL(", ").join(
                 SQL("{0}::text AS {0}").format(Identifier(c))
@@ -111,7 +125,7 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
         with self.datastore.transaction(commit=True) as cursor:
             self._insert_tracking(cursor, tracking)
             if rows:
-                cursor.executemany(self.upsert, rows)
+                self._upsert(cursor, rows)
             if dead:
                 cursor.executemany(
                     SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING").format(
@@ -119,6 +133,18 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
                     ),
                     [(d.position, d.run_id, d.event_type, d.error, d.recorded_at) for d in dead],
                 )
+
+    def _upsert(self, cursor: Any, rows: list[dict[str, Any]]) -> None:
+        """Many rows: COPY into a temporary table, then one INSERT ... ON CONFLICT; a few rows:
+        an executemany, which costs less than setting up a COPY."""
+        if len(rows) < COPY_THRESHOLD:
+            cursor.executemany(self.upsert, rows)
+            return
+        cursor.execute(self.create_staging)
+        with cursor.copy(self.copy_staging) as copy:
+            for row in rows:
+                copy.write_row([row[column] for column in COLUMNS])
+        cursor.execute(self.merge_staging)
 
     def run_ids_without_events(self, position: int) -> list[str]:
         with self.datastore.transaction(commit=False) as cursor:

@@ -87,7 +87,11 @@ class Projector:
     def _apply(self, notifications: Sequence[Notification]) -> None:
         dead: list[DeadLetter] = []
         events = self._decode(notifications, dead)
-        states, broken = self._load({event.originator_id for _, event in events})
+        first_versions: dict[str, int] = {}
+        for _, event in events:
+            first_versions.setdefault(event.originator_id, event.originator_version)
+        # A run whose first event here is its creation has no row yet: no need to look.
+        states, broken = self._load({run for run, v in first_versions.items() if v > 1})
         changed: dict[str, RunState] = {}
         for notification, event in events:
             run_id = event.originator_id

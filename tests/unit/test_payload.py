@@ -1,0 +1,241 @@
+"""Payloads (`input`, `output`): exact numbers and strings, and the contract's three limits."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given
+
+from domain import payload
+from domain.errors import InvalidCommand
+from tests import strategies
+
+
+def nested(levels: int, leaf: Any = 0, *, container: str = "array") -> Any:
+    """`leaf` inside `levels` arrays (or objects)."""
+    value = leaf
+    for _ in range(levels):
+        value = [value] if container == "array" else {"k": value}
+    return value
+
+
+# Exact numbers and strings ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1.10",
+        "1e5",
+        "1E5",
+        "1e-7",
+        "2.5E+3",
+        "3.14159265358979323846",
+        "0.1",
+        "-0.0",
+        "100000000000000000000.0",
+        "123456789012345678901234567890",
+        "-98765432109876543210987654321",
+        "9007199254740993",
+        "1e400",
+        "0",
+        "-1",
+    ],
+)
+def test_a_number_comes_back_exactly_as_it_was_given(text: str) -> None:
+    value = payload.loads(text)
+
+    assert payload.dumps(value) == text
+
+
+def test_minus_zero_comes_back_exactly_as_it_was_given() -> None:
+    value = payload.loads("-0")
+
+    assert payload.dumps(value) == "-0"
+
+
+def test_numbers_inside_arrays_and_objects_come_back_exactly() -> None:
+    text = '{"price":1.10,"qty":[1e5,3.14159265358979323846],"id":123456789012345678901234567890}'
+
+    value = payload.loads(text)
+
+    assert payload.dumps(value) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "héllo",
+        "日本語のテキスト",
+        "line\u2028separator\u2029paragraph",
+        "emoji 🎉 and astral 𝄞",
+        'quote " backslash \\ tab \t',
+        "new\nline",
+        "",
+    ],
+)
+def test_a_string_comes_back_exactly_as_it_was_given(text: str) -> None:
+    value = payload.loads(payload.dumps({"s": text, text: "key"}))
+
+    assert value == {"s": text, text: "key"}
+
+
+def test_dumps_writes_u2028_as_is_and_never_a_raw_newline() -> None:
+    text = payload.dumps(["a\u2028b", "c\nd"])
+
+    assert "\u2028" in text
+    assert "\n" not in text
+
+
+def test_dumps_is_compact_and_keeps_key_order() -> None:
+    text = payload.dumps({"b": 1, "a": [True, None, "x"]})
+
+    assert text == '{"b":1,"a":[true,null,"x"]}'
+
+
+# Limits ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("container", ["array", "object"])
+def test_a_payload_may_nest_100_levels(container: str) -> None:
+    value = nested(100, container=container)
+
+    payload.check(value, what="input")
+
+    assert payload.loads(payload.dumps(value)) == value
+
+
+@pytest.mark.parametrize("container", ["array", "object"])
+def test_a_payload_nested_101_levels_is_invalid(container: str) -> None:
+    value = nested(101, container=container)
+
+    with pytest.raises(InvalidCommand) as rejection:
+        payload.check(value, what="input")
+
+    assert rejection.value.code == "invalid"
+    assert "input" in rejection.value.message
+    assert "100 levels" in rejection.value.message
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("\x00", id="string"),
+        pytest.param("before\x00after", id="inside-string"),
+        pytest.param({"\x00": 1}, id="key"),
+        pytest.param({"a": [{"b": "\x00"}]}, id="nested-string"),
+        pytest.param([{"ok": 1}, {"k\x00": None}], id="nested-key"),
+    ],
+)
+def test_the_character_u0000_is_invalid_in_a_string_or_a_key(value: Any) -> None:
+    with pytest.raises(InvalidCommand) as rejection:
+        payload.check(value, what="output")
+
+    assert rejection.value.code == "invalid"
+    assert "U+0000" in rejection.value.message
+
+
+@pytest.mark.parametrize(
+    "value",
+    [float("nan"), float("inf"), -float("inf"), Decimal("NaN"), Decimal("-Infinity")],
+    ids=["nan", "infinity", "minus-infinity", "decimal-nan", "decimal-minus-infinity"],
+)
+def test_a_number_that_is_not_finite_is_invalid(value: Any) -> None:
+    with pytest.raises(InvalidCommand) as rejection:
+        payload.check({"x": [value]}, what="output")
+
+    assert rejection.value.code == "invalid"
+    assert "finite" in rejection.value.message
+
+
+@pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity", '{"x":[1,NaN]}'])
+def test_json_text_with_nan_or_infinity_is_invalid(text: str) -> None:
+    with pytest.raises(InvalidCommand) as rejection:
+        payload.loads(text)
+
+    assert rejection.value.code == "invalid"
+
+
+@pytest.mark.parametrize("text", ["", "{", "[1,]", "{'a':1}", "undefined", '{"a":1}x', "01"])
+def test_text_that_is_not_json_is_invalid(text: str) -> None:
+    with pytest.raises(InvalidCommand) as rejection:
+        payload.loads(text, what="--output")
+
+    assert rejection.value.code == "invalid"
+    assert "--output" in rejection.value.message
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{1: "a"}, {1, 2}, b"bytes", object()],
+    ids=["int-key", "set", "bytes", "object"],
+)
+def test_a_python_value_that_is_not_json_is_invalid(value: Any) -> None:
+    with pytest.raises(InvalidCommand) as rejection:
+        payload.check(value, what="input")
+
+    assert rejection.value.code == "invalid"
+
+
+# JSON equality --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("left", "right"),
+    [
+        pytest.param({"a": 1, "b": 2}, {"b": 2, "a": 1}, id="key-order"),
+        pytest.param(1.0, 1, id="1.0-is-1"),
+        pytest.param(payload.loads("1.10"), 1.1, id="exact-1.10-is-1.1"),
+        pytest.param(payload.loads("1e5"), 100000, id="exact-1e5-is-100000"),
+        pytest.param(None, None, id="null"),
+        pytest.param(True, True, id="true"),
+        pytest.param([1, [2.0, {"x": "y"}]], [1.0, [2, {"x": "y"}]], id="nested"),
+    ],
+)
+def test_same_is_json_equality(left: Any, right: Any) -> None:
+    assert payload.same(left, right)
+    assert payload.same(right, left)
+
+
+@pytest.mark.parametrize(
+    ("left", "right"),
+    [
+        pytest.param(True, 1, id="true-is-not-1"),
+        pytest.param(False, 0, id="false-is-not-0"),
+        pytest.param(None, 0, id="null-is-not-0"),
+        pytest.param(None, False, id="null-is-not-false"),
+        pytest.param("1", 1, id="string-is-not-number"),
+        pytest.param([1, 2], [2, 1], id="array-order"),
+        pytest.param({"a": 1}, {"a": 1, "b": None}, id="missing-key"),
+        pytest.param([1], [1, 1], id="array-length"),
+        pytest.param(payload.loads("3.14159265358979323846"), 3.141592653589793, id="digits"),
+        pytest.param({"a": [True]}, {"a": [1]}, id="nested-true-is-not-1"),
+    ],
+)
+def test_same_tells_different_json_apart(left: Any, right: Any) -> None:
+    assert not payload.same(left, right)
+    assert not payload.same(right, left)
+
+
+# Laws ----------------------------------------------------------------------------------------
+
+
+@given(strategies.json_values)
+def test_a_payload_survives_a_round_trip_through_its_text(value: Any) -> None:
+    text = payload.dumps(value)
+
+    again = payload.loads(text)
+
+    assert payload.same(again, value)
+    assert payload.dumps(again) == text
+
+
+@given(strategies.json_values)
+def test_a_generated_payload_is_within_the_limits_and_its_text_is_one_line(value: Any) -> None:
+    payload.check(value, what="input")
+
+    text = payload.dumps(value)
+
+    assert "\n" not in text
