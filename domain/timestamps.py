@@ -28,10 +28,9 @@ def parse(text: str, *, field: str = "at") -> datetime:
             f"{field} {text!r} has no offset: add Z or +hh:mm so that it names one instant"
         )
     try:
-        moment = datetime.fromisoformat(text.replace(",", "."))
-    except ValueError as error:
+        return truncate(datetime.fromisoformat(text.replace(",", ".")).astimezone(UTC))
+    except (ValueError, OverflowError) as error:
         raise InvalidCommand(f"{field} {text!r} is not a valid timestamp: {error}") from None
-    return truncate(moment.astimezone(UTC))
 
 
 def truncate(moment: datetime) -> datetime:

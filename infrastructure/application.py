@@ -6,29 +6,39 @@ Library errors are translated here, at the boundary, into the domain's rejection
 from __future__ import annotations
 
 import random
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from eventsourcing.application import Application, project_aggregate
-from eventsourcing.persistence import ApplicationRecorder, RecordConflictError
+from eventsourcing.application import Application
+from eventsourcing.persistence import ApplicationRecorder, RecordConflictError, StoredEvent
 from eventsourcing.postgres import PostgresAggregateRecorder
 from eventsourcing.utils import Environment, EnvType
 
 from domain import commands, identifiers, timestamps
-from domain.commands import AnyCommand, CreateRun, RunCommand
-from domain.errors import Conflict, InvalidCommand, RunNotFound
-from domain.events import RunCreated, RunEvent
+from domain.commands import AnyCommand, CreateRun
+from domain.errors import Conflict, RunLedgerError, RunNotFound
+from domain.events import RunEvent
 from domain.run import Run
-from infrastructure import postgres
+from infrastructure import eventstore, postgres
+from infrastructure.decisions import Decisions, Outcome
+from infrastructure.group_commit import GroupCommit
 from infrastructure.settings import Database, parse_database_url
-from projections.fold import RunState, fold
+from projections.fold import RunState, fold, step, to_view
 
 Clock = Callable[[], datetime]
 
 MAX_ATTEMPTS = 8
-"""How many times a command is tried when a concurrent writer appended to the same run."""
+"""How many times a group is tried when a concurrent writer appended to one of its runs."""
+
+GROUP_SIZE = 500
+"""The most commands decided and saved in one transaction."""
+
+READ_CACHE_SIZE = 10_000
+"""Run states kept in memory for reads; each read still fetches the run's newer events."""
 
 
 def system_clock() -> datetime:
@@ -43,7 +53,20 @@ class Ledger(Application[str]):
     def __init__(self, database_url: str, *, clock: Clock = system_clock) -> None:
         self.database: Database = parse_database_url(database_url)
         self.clock = clock
+        self._group = GroupCommit(self.execute_many, max_group=GROUP_SIZE)
+        self._cache: OrderedDict[str, RunState] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._rendered: dict[str, tuple[int, str]] = {}
         super().__init__(env=self.database.env)
+        sqlite_file = self.env.get("SQLITE_DBNAME") if self.database.backend == "sqlite" else None
+        in_memory = sqlite_file is not None and "mode=memory" in sqlite_file
+        self._probe = eventstore.VersionProbe(self.recorder, None if in_memory else sqlite_file)
+
+    def close(self) -> None:
+        probe = getattr(self, "_probe", None)  # absent if the constructor failed
+        if probe is not None:
+            probe.close()
+        super().close()
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         # The ledger's settings come from its database URL alone, never from stray
@@ -66,85 +89,108 @@ class Ledger(Application[str]):
         return self.execute(commands.parse(data, size=size))
 
     def execute(self, command: AnyCommand) -> RunState:
-        if isinstance(command, CreateRun):
-            return self.create(command)
-        return self.transition(command)
+        """Executes one command; concurrent callers share a transaction (group commit)."""
+        outcome = self._group.submit(command)
+        if isinstance(outcome, RunLedgerError):
+            raise outcome
+        return outcome
 
-    def create(self, command: CreateRun) -> RunState:
-        run_id = self._run_id_for(command)
+    def execute_many(self, group: Sequence[AnyCommand]) -> list[Outcome]:
+        """Decides the commands in order and saves what they append in one transaction;
+        each gets its own answer: the run's state, or the rejection."""
+        run_ids = [self._run_id_for(command) for command in group]
+        involved = set(run_ids) | {
+            command.parent_run_id
+            for command in group
+            if isinstance(command, CreateRun) and command.parent_run_id is not None
+        }
         for attempt in range(MAX_ATTEMPTS):
-            events = self._events(run_id)
-            if events:
-                _replay(events).check_same_create(command)
-                return fold(events)
-            now = self.now()
-            if command.parent_run_id is not None:
-                self._check_parent(command)
-            run = Run.create(run_id, command, command.at or now, now)
-            appended = list(run.pending_events)
-            if self._saved(run, attempt):
-                return fold(cast(list[RunEvent], appended))
-        raise self._contended(run_id)
-
-    def transition(self, command: RunCommand) -> RunState:
-        for attempt in range(MAX_ATTEMPTS):
-            events = self._events(command.run_id)
-            if not events:
-                raise RunNotFound(command.run_id)
-            run = _replay(events)
-            if not run.execute(command, self.now()):
-                return fold(events)
-            appended = cast(list[RunEvent], list(run.pending_events))
-            if self._saved(run, attempt):
-                return fold([*events, *appended])
-        raise self._contended(command.run_id)
+            decisions = Decisions(self._histories, self.mapper, involved)
+            outcomes = [
+                decisions.decide(command, run_id, self.now())
+                for command, run_id in zip(group, run_ids, strict=True)
+            ]
+            if self._saved(decisions.appended(), attempt):
+                self._remember(outcomes)
+                return outcomes
+        contended = decisions.changed.keys()
+        return [
+            self._contended(run_id) if run_id in contended else outcome
+            for run_id, outcome in zip(run_ids, outcomes, strict=True)
+        ]
 
     # Queries -------------------------------------------------------------------------------
 
     def state(self, run_id: str) -> RunState:
-        return fold(self.history(run_id))
+        """The run's state now. A state kept from an earlier read or write is used when the
+        store's latest version for the run says it is current, and brought up to date
+        with the newer events otherwise."""
+        with self._cache_lock:
+            cached = self._cache.get(run_id)
+        if cached is None:
+            state = fold(self.history(run_id))
+        elif self._probe.latest(run_id) == cached.version:
+            return cached
+        else:
+            state = cached
+            for event in self.events.get(run_id, gt=cached.version):
+                state = step(state, cast(RunEvent, event))
+        self._remember([state])
+        return state
+
+    def view_json(self, run_id: str) -> str:
+        """`show`: the run's WorkflowRun as JSON text, rendered once per version."""
+        state = self.state(run_id)
+        rendered = self._rendered.get(run_id)
+        if rendered is None or rendered[0] != state.version:
+            rendered = (state.version, to_view(state).to_json())
+            self._rendered[run_id] = rendered
+        return rendered[1]
 
     def history(self, run_id: str) -> list[RunEvent]:
-        events = self._events(run_id)
+        events = cast(list[RunEvent], list(self.events.get(run_id)))
         if not events:
             raise RunNotFound(run_id)
         return events
 
     # Internals -----------------------------------------------------------------------------
 
-    def _events(self, run_id: str) -> list[RunEvent]:
-        return cast(list[RunEvent], list(self.events.get(run_id)))
+    def _histories(self, run_ids: Collection[str]) -> dict[str, list[StoredEvent]]:
+        return eventstore.histories(self.recorder, run_ids)
 
-    def _run_id_for(self, command: CreateRun) -> str:
+    def _run_id_for(self, command: AnyCommand) -> str:
+        if not isinstance(command, CreateRun):
+            return command.run_id
         if command.run_id is not None:
             return command.run_id
         if command.idempotency_key is not None:
             return identifiers.derived_run_id(command.workspace_id, command.idempotency_key)
         return identifiers.new_run_id()
 
-    def _check_parent(self, command: CreateRun) -> None:
-        parent_id = cast(str, command.parent_run_id)
-        first = list(self.events.get(parent_id, lte=1))
-        if not first or cast(RunCreated, first[0]).workspace_id != command.workspace_id:
-            raise InvalidCommand(
-                f"parentRunId {parent_id!r} names no run in workspace {command.workspace_id!r}"
-            )
-
-    def _saved(self, run: Run, attempt: int) -> bool:
-        """Saves the run's new events; False when a concurrent writer got there first."""
+    def _saved(self, runs: Sequence[Run], attempt: int) -> bool:
+        """Saves the runs' new events in one transaction; False when a concurrent writer
+        appended to one of them first (then the group is decided again)."""
+        if not runs:
+            return True
         try:
-            self.save(run)
+            self.save(*runs)
         except RecordConflictError:
             time.sleep(random.uniform(0, 0.002 * 2**attempt))  # noqa: S311 - jitter, not crypto
             return False
         return True
+
+    def _remember(self, outcomes: Iterable[Outcome]) -> None:
+        with self._cache_lock:
+            for outcome in outcomes:
+                if isinstance(outcome, RunState):
+                    self._cache[outcome.id] = outcome
+                    self._cache.move_to_end(outcome.id)
+            while len(self._cache) > READ_CACHE_SIZE:
+                forgotten, _ = self._cache.popitem(last=False)
+                self._rendered.pop(forgotten, None)
 
     def _contended(self, run_id: str) -> Conflict:
         return Conflict(
             f"run {run_id!r} was changed by concurrent writers {MAX_ATTEMPTS} times in a row; "
             "try the command again"
         )
-
-
-def _replay(events: Sequence[RunEvent]) -> Run:
-    return cast(Run, project_aggregate(None, events))

@@ -1,62 +1,100 @@
 """`apply`: one command a JSON line in, one answer a JSON line out, in order.
 
-Lines are split on `\\n` only (a JSON string may hold U+2028), read with a bounded buffer so
-that an over-long line is refused without being held in memory, and every line is tried.
+Lines are split on `\\n` only (a JSON string may hold U+2028). The lines already read are
+decided together and saved in one transaction, up to `GROUP_SIZE` at a time: a file goes in
+large groups, while a slow pipe gets each answer as soon as its line arrives. A line over the
+size limit is refused without being held in memory; every line is tried.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import IO, Any
 
-from domain import payload
-from domain.commands import MAX_COMMAND_BYTES
+from domain import commands, payload
+from domain.commands import MAX_COMMAND_BYTES, AnyCommand
 from domain.errors import InvalidCommand, RunLedgerError, TooLarge
-from infrastructure.application import Ledger
+from infrastructure.application import GROUP_SIZE, Ledger
 from projections.fold import to_view
 
-_CHUNK = 1 << 16
+_READ = 1 << 16
+
+Line = bytes | TooLarge
 
 
-def read_lines(stream: IO[bytes], limit: int = MAX_COMMAND_BYTES) -> Iterator[bytes | TooLarge]:
-    """The stream's lines without their `\\n`; a line over `limit` bytes is a TooLarge."""
+def line_groups(
+    fd: int, *, limit: int = MAX_COMMAND_BYTES, group_size: int = GROUP_SIZE
+) -> Iterator[list[Line]]:
+    """Groups of the lines read from a file descriptor: every complete line in hand, up to
+    `group_size`, before reading (and perhaps waiting for) more."""
+    buffer, start, skipped = b"", 0, -1  # skipped >= 0: bytes of an over-long line so far
     while True:
-        line = stream.readline(limit + 2)
-        if not line:
+        chunk = os.read(fd, _READ)
+        buffer = buffer[start:] + chunk
+        start = 0
+        group: list[Line] = []
+        while (end := buffer.find(b"\n", start)) >= 0:
+            group.append(_line(buffer[start:end], skipped, limit))
+            start, skipped = end + 1, -1
+            if len(group) == group_size:
+                yield group
+                group = []
+        if group:
+            yield group
+        if len(buffer) - start > limit:  # no newline yet and already too long: drop it
+            skipped = max(skipped, 0) + len(buffer) - start
+            start = len(buffer)
+        if not chunk:
+            if start < len(buffer) or skipped >= 0:
+                yield [_line(buffer[start:], skipped, limit)]
             return
-        if line.endswith(b"\n"):
-            yield line[:-1]
-            continue
-        if len(line) <= limit + 1:  # the last line, with no newline after it
-            yield line
-            return
-        size = len(line)
-        while line and not line.endswith(b"\n"):  # skip the rest of the long line
-            line = stream.readline(_CHUNK)
-            size += len(line)
-        yield TooLarge(f"the line is {size:,} bytes or more; the limit is {limit:,} bytes")
 
 
-def answer(ledger: Ledger, line: bytes | TooLarge, *, first: bool = False) -> dict[str, Any]:
-    """The answer to one line: `{"ok":true,"run":...}` or `{"ok":false,"error":...}`."""
-    try:
-        if isinstance(line, TooLarge):
-            raise line
-        state = ledger.submit(_parse_line(line, first=first), size=len(line))
-    except RunLedgerError as error:
-        return {"ok": False, "error": error.as_json()}
-    return {"ok": True, "run": to_view(state).to_json_dict()}
+def read_lines(stream: IO[bytes], limit: int = MAX_COMMAND_BYTES) -> Iterator[Line]:
+    """The stream's lines one by one (it must not have been read from yet)."""
+    for group in line_groups(stream.fileno(), limit=limit):
+        yield from group
+
+
+def _line(line: bytes, skipped: int, limit: int) -> Line:
+    size = len(line) + max(skipped, 0)
+    if size > limit:
+        return TooLarge(f"the line is {size:,} bytes; the limit is {limit:,} bytes")
+    return line
+
+
+def answers(ledger: Ledger, group: list[Line], *, first: bool = False) -> list[dict[str, Any]]:
+    """The answers to a group of lines: `{"ok":true,"run":...}` or `{"ok":false,"error":...}`."""
+    parsed: list[AnyCommand | RunLedgerError] = []
+    for index, line in enumerate(group):
+        try:
+            if isinstance(line, TooLarge):
+                raise line
+            data = _parse_line(line, first=first and index == 0)
+            parsed.append(commands.parse(data, size=len(line)))
+        except RunLedgerError as error:
+            parsed.append(error)
+    outcomes = iter(ledger.execute_many([p for p in parsed if not isinstance(p, RunLedgerError)]))
+    results = []
+    for item in parsed:
+        outcome = item if isinstance(item, RunLedgerError) else next(outcomes)
+        if isinstance(outcome, RunLedgerError):
+            results.append({"ok": False, "error": outcome.as_json()})
+        else:
+            results.append({"ok": True, "run": to_view(outcome).to_json_dict()})
+    return results
 
 
 def _parse_line(line: bytes, *, first: bool) -> dict[str, Any]:
-    if len(line) > MAX_COMMAND_BYTES:
-        raise TooLarge(f"the line is {len(line):,} bytes; the limit is {MAX_COMMAND_BYTES:,}")
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as error:
         raise InvalidCommand(f"the line is not UTF-8: {error}") from None
     if first:
         text = text.removeprefix("\ufeff")
+    if not text.strip():
+        raise InvalidCommand("the line is empty; each line must be one JSON object")
     data = payload.loads(text, what="the line")
     if not isinstance(data, dict):
         raise InvalidCommand('each line must be a JSON object such as {"command":"start",...}')

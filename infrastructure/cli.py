@@ -144,10 +144,10 @@ def _command_handler(command: Command) -> Handler:
 def _apply(ledger: Ledger, args: argparse.Namespace) -> int:
     rejected = 0
     with _open_binary(args.file) as stream:
-        for index, line in enumerate(batch.read_lines(stream)):
-            result = batch.answer(ledger, line, first=index == 0)
-            rejected += not result["ok"]
-            write_json(sys.stdout, result)
+        for number, group in enumerate(batch.line_groups(stream.fileno())):
+            for result in batch.answers(ledger, group, first=number == 0):
+                rejected += not result["ok"]
+                write_json(sys.stdout, result)
     return EXIT_REJECTED if rejected else EXIT_OK
 
 

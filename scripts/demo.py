@@ -6,8 +6,6 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from workload import WORKSPACES, Day
-
 from domain import payload
 from domain.errors import RunLedgerError
 from domain.status import RunStatus
@@ -15,6 +13,7 @@ from infrastructure.application import Ledger
 from infrastructure.progress import Progress
 from projections import history
 from projections.fold import RunState, to_extended
+from workload import WORKSPACES, Day
 
 DEMO_DB = Path(".demo/runledger.db")
 KINDS = {"wf": "workflow", "agent": "agent", "swarm": "swarm"}

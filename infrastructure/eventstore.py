@@ -1,0 +1,92 @@
+"""Reading many runs' events at once: one query for a whole group of commands."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections import defaultdict
+from collections.abc import Collection
+
+from eventsourcing.persistence import ApplicationRecorder, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder
+from psycopg.sql import SQL, Identifier
+
+_SQLITE_CHUNK = 500  # parameters a statement, well under SQLite's limit
+
+
+def histories(
+    recorder: ApplicationRecorder, run_ids: Collection[str]
+) -> dict[str, list[StoredEvent]]:
+    """The stored events of each run, in version order (runs without events are absent)."""
+    if len(run_ids) == 1:
+        (run_id,) = run_ids
+        events = list(recorder.select_events(run_id))
+        return {run_id: events} if events else {}
+    found: defaultdict[str, list[StoredEvent]] = defaultdict(list)
+    for row in _select(recorder, list(run_ids)):
+        found[row.originator_id].append(row)  # type: ignore[index]
+    return dict(found)
+
+
+def _select(recorder: ApplicationRecorder, ids: list[str]) -> list[StoredEvent]:
+    if isinstance(recorder, PostgresApplicationRecorder):
+        statement = SQL(
+            "SELECT originator_id, originator_version, topic, state FROM {}.{} "
+            "WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"
+        ).format(Identifier(recorder.datastore.schema), Identifier(recorder.events_table_name))
+        with recorder.datastore.get_connection() as connection, connection.cursor() as cursor:
+            cursor.execute(statement, (ids,))
+            return [
+                StoredEvent(
+                    r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"])
+                )
+                for r in cursor.fetchall()
+            ]
+    assert isinstance(recorder, SQLiteApplicationRecorder)
+    rows: list[StoredEvent] = []
+    with recorder.datastore.transaction(commit=False) as cursor:
+        for start in range(0, len(ids), _SQLITE_CHUNK):
+            chunk = ids[start : start + _SQLITE_CHUNK]
+            cursor.execute(
+                f"SELECT originator_id, originator_version, topic, state "
+                f"FROM {recorder.events_table_name} WHERE originator_id IN "
+                f"({', '.join('?' * len(chunk))}) ORDER BY originator_id, originator_version",
+                chunk,
+            )
+            rows += [StoredEvent(r[0], r[1], r[2], r[3]) for r in cursor.fetchall()]
+    return rows
+
+
+class VersionProbe:
+    """The latest version of a run, asked as cheaply as the backend allows: on a SQLite file,
+    one plain read connection a thread (WAL readers see every committed write); elsewhere
+    through the recorder."""
+
+    def __init__(self, recorder: ApplicationRecorder, sqlite_path: str | None) -> None:
+        self._recorder = recorder
+        self._path = sqlite_path
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        table = getattr(recorder, "events_table_name", "")
+        self._statement = f"SELECT max(originator_version) FROM {table} WHERE originator_id = ?"
+
+    def latest(self, run_id: str) -> int | None:
+        if self._path is None:
+            events = self._recorder.select_events(run_id, desc=True, limit=1)
+            return events[0].originator_version if events else None
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        row = connection.execute(self._statement, (run_id,)).fetchone()
+        return None if row is None else row[0]
+
+    def close(self) -> None:
+        with self._lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
