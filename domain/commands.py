@@ -7,6 +7,7 @@ that names every field at fault.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, TypeVar
@@ -30,12 +31,15 @@ MAX_COMMAND_BYTES = 1 << 20
 """The default limit on one command's JSON, in bytes of UTF-8."""
 
 
+_camel = functools.lru_cache(maxsize=None)(to_camel)
+
+
 def _as_field_error(check: Callable[[Any, str], Any]) -> Callable[[Any, ValidationInfo], Any]:
     """Turns a domain check that raises RunLedgerError into a pydantic validator."""
 
     def validate(value: Any, info: ValidationInfo) -> Any:
         try:
-            return check(value, to_camel(info.field_name or "value"))
+            return check(value, _camel(info.field_name or "value"))
         except RunLedgerError as error:
             raise PydanticCustomError("invalid", error.message) from None
 
