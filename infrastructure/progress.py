@@ -1,5 +1,5 @@
 """Progress for long work, on standard error: a bar with counts and rate on a terminal,
-a line at each quarter otherwise (so logs stay short)."""
+a line at each quarter otherwise (so logs stay short); nothing for short work."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import sys
 import time
 from types import TracebackType
 from typing import IO, Self
+
+QUIET_BELOW = 5_000
+"""Below this many items, work that is not on a terminal goes without progress lines."""
 
 
 class Progress:
@@ -29,8 +32,17 @@ class Progress:
     def rate(self) -> float:
         return self.done / self.elapsed if self.elapsed > 0 else 0.0
 
+    @property
+    def worth_showing(self) -> bool:
+        """Long work only: more than half a second on a terminal, thousands of items in a log."""
+        if self.live:
+            return self.elapsed >= 0.5
+        return (self.total or self.done) >= QUIET_BELOW
+
     def advance(self, count: int = 1) -> None:
         self.done += count
+        if not self.worth_showing:
+            return
         now = time.perf_counter()
         if self.live and now - self._shown_at >= 0.1:
             self._shown_at = now
@@ -62,5 +74,7 @@ class Progress:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        self.stream.write(("\r" if self.live else "") + self._line() + f"  {self.elapsed:.1f}s\n")
-        self.stream.flush()
+        if self.worth_showing:
+            end = f"  {self.elapsed:.1f}s\n"
+            self.stream.write(("\r" if self.live else "") + self._line() + end)
+            self.stream.flush()
