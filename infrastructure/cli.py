@@ -18,7 +18,7 @@ from domain import payload, timestamps
 from domain.errors import InvalidCommand, RunLedgerError, RunNotFound
 from domain.events import RunEvent
 from domain.status import Command
-from infrastructure import batch, cli_audit, cli_dashboard, cli_projection
+from infrastructure import batch, cli_audit, cli_dashboard, cli_projection, cli_service
 from infrastructure.application import Ledger
 from infrastructure.output import reject, write_json
 from infrastructure.settings import database_url, parse_database_url
@@ -37,7 +37,7 @@ class Extension(Protocol):
     def register(self, commands: argparse._SubParsersAction[Any]) -> None: ...
 
 
-EXTENSIONS: list[Extension] = [cli_audit, cli_projection, cli_dashboard]
+EXTENSIONS: list[Extension] = [cli_audit, cli_projection, cli_dashboard, cli_service]
 
 # The options of each command, as (flag, contract field, parse the text or None).
 _RUN_OPTIONS = [("--at", "at"), ("--actor", "actor"), ("--reason", "reason")]
