@@ -53,8 +53,14 @@ def _reject_constant(name: str) -> None:
     raise InvalidCommand(f"{name} is not JSON: numbers must be finite")
 
 
+_LONG_INT = 4000
+"""Digits from which an integer is kept as a decimal (Python's int<->str limit is 4300)."""
+
+
 def _parse_int(text: str) -> int | Decimal:
-    return ExactNumber(text) if text == "-0" else int(text)  # -0 comes back as -0
+    if text == "-0" or len(text) > _LONG_INT:  # both come back exactly as written
+        return ExactNumber(text)
+    return int(text)
 
 
 _DECODER = json.JSONDecoder(
@@ -69,7 +75,7 @@ def loads(text: str, *, what: str = "JSON") -> JsonValue:
         value = _DECODER.decode(text)
     except RecursionError:
         raise InvalidCommand(f"{what} nests deeper than {MAX_DEPTH} levels") from None
-    except json.JSONDecodeError as error:
+    except ValueError as error:  # JSONDecodeError among others
         raise InvalidCommand(f"{what} is not valid JSON: {error}") from None
     return value
 
@@ -81,8 +87,11 @@ def check(value: JsonValue, *, what: str) -> None:
         item, depth = stack.pop()
         if isinstance(item, str):
             _check_text(item, what)
-        elif item is None or isinstance(item, bool | int):
+        elif item is None or isinstance(item, bool):
             continue
+        elif isinstance(item, int):
+            if item.bit_length() > 4 * _LONG_INT:  # str() of it would fail
+                raise InvalidCommand(f"{what} holds an integer too long to print; send it as JSON")
         elif isinstance(item, float | Decimal):
             if not (math.isfinite(item) if isinstance(item, float) else item.is_finite()):
                 raise InvalidCommand(f"{what} holds a number that is not finite: {item}")

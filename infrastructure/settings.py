@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -22,10 +23,7 @@ class Database:
     @property
     def display(self) -> str:
         """The URL without its password, fit to print."""
-        parts = urlsplit(self.url)
-        if parts.password is None:
-            return self.url
-        return self.url.replace(f":{parts.password}@", ":***@", 1)
+        return re.sub(r"(://[^/@:]*:)[^@]*@", r"\1***@", self.url, count=1)
 
 
 def database_url(given: str | None) -> str:
@@ -70,17 +68,25 @@ def _sqlite_env(url: str) -> dict[str, str]:
     }
 
 
+def _redacted(url: str) -> str:
+    return Database(url, "", {}).display
+
+
 def _postgres_env(url: str) -> dict[str, str]:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise InvalidCommand("the PostgreSQL URL is malformed") from None
     dbname = unquote(parts.path.lstrip("/"))
     if not parts.hostname or not dbname:
         raise InvalidCommand(
-            f"a PostgreSQL URL is postgresql://user:password@host:port/dbname, not {url!r}"
+            "a PostgreSQL URL is postgresql://user:password@host:port/dbname, "
+            f"not {_redacted(url)!r}"
         )
     try:
         port = parts.port or 5432
     except ValueError:
-        raise InvalidCommand(f"the port in {url!r} is not a number") from None
+        raise InvalidCommand(f"the port in {_redacted(url)!r} is not a number") from None
     return _COMMON | {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
         "POSTGRES_DBNAME": dbname,

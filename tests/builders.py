@@ -267,3 +267,60 @@ def stored_state(ledger: Ledger, run_id: str, version: int) -> tuple[str, bytes]
         version,
     )
     return str(rows[0][0]), bytes(rows[0][1])
+
+
+# Audit: histories to export, import and read back -------------------------------------------
+
+
+def audit_trail() -> list[dict[str, Any]]:
+    """A small ledger's commands, in order: two workspaces, a parent run and its child, every
+    ending and a run left open, actors, reasons, keys, a link, exact numbers, awkward text."""
+    return [
+        create(
+            "run_a",
+            at=at(0),
+            idempotencyKey="create-a",
+            input=payload.loads('{"amount":1.10,"note":"naïve ☃ \\u2028 \\u202e"}'),
+        ),
+        create(
+            "run_b",
+            parentRunId="run_a",
+            mode="sync",
+            triggeredBy="agent",
+            cfWorkflowId="cf_b",
+            at=at(1),
+        ),
+        create("run_c", workspaceId="ws_2", at=at(2)),
+        create("run_d", workspaceId="ws_2", at=at(2)),
+        command("start", "run_a", at=at(3), actor="system"),
+        command("wait", "run_a", at=at(4), reason="approval\n\x1b[31m"),
+        command("start", "run_b", at=at(4), actor="agent_7"),
+        command("linkCfWorkflow", "run_a", at=at(5), cfWorkflowId="cf_a"),
+        command("resume", "run_a", at=at(6)),
+        command("pause", "run_b", at=at(6), reason="operator hold"),
+        command(
+            "complete",
+            "run_a",
+            at=at(9),
+            idempotencyKey="end-a",
+            output=payload.loads('{"total":1E+5,"items":[1,2.5,3.14159265358979323846]}'),
+        ),
+        command("fail", "run_b", at=at(9), actor="system", error="worker lost heartbeat"),
+        command("cancel", "run_c", at=at(10), reason="duplicate order"),
+        command("timeOut", "run_d", at=at(12)),
+        create("run_e", workspaceId="ws_2", at=at(13)),
+        command("start", "run_e", at=at(13)),
+    ]
+
+
+AUDIT_RUNS = ("run_a", "run_b", "run_c", "run_d", "run_e")
+"""The runs of `audit_trail()`."""
+
+
+def differing_rows(
+    rows: Mapping[str, Mapping[str, Any]], expected: Mapping[str, Mapping[str, Any]]
+) -> dict[str, list[tuple[str, Any, Any]]]:
+    """`row_differences` for each expected run whose row differs (or is missing), by run id;
+    empty when every row is as expected."""
+    found = {run_id: row_differences(rows.get(run_id), row) for run_id, row in expected.items()}
+    return {run_id: columns for run_id, columns in found.items() if columns}
