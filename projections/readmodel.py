@@ -52,13 +52,20 @@ TIME_COLUMNS = frozenset(
 INTEGER_COLUMNS = frozenset({"duration_ms", *TIMING_COLUMNS, "version"})
 
 INDEXES: tuple[tuple[str, str], ...] = (
-    ("workspace_created", "workspace_id, created_at DESC, id DESC"),
-    ("workspace_status", "workspace_id, status, created_at DESC"),
-    ("workspace_completed", "workspace_id, completed_at"),
-    ("workspace_subject", "workspace_id, subject_id, created_at DESC"),
-    ("parent", "parent_run_id"),
+    ("workspace_created", "workspace_id, created_at DESC, id DESC, status, subject_id"),
+    ("workspace_status", "workspace_id, status, created_at DESC, id DESC"),
+    ("workspace_subject", "workspace_id, subject_id, created_at DESC, id DESC, status"),
+    ("parent", "parent_run_id, created_at DESC, id DESC"),
+    ("workspace_completed", "workspace_id, completed_at, subject_id, status, duration_ms"),
+    ("workspace_idle", "workspace_id, status, updated_at, id"),
 )
-"""Secondary indexes, by name and columns: the dashboard's lists, counts and trees."""
+"""Secondary indexes, by name and columns, each serving the dashboard's queries
+(projections/queries_*.py): the newest-first list and its cursor, and counts over a window
+of `created_at` (`workspace_created`, covering status and subject); the list by status, one
+status at a time (`workspace_status`); by subject, and a subject's counts
+(`workspace_subject`); a run's children and trees (`parent`); durations and finished runs
+over a window of `completed_at` (`workspace_completed`, covering); open runs idle the longest
+(`workspace_idle`). The trailing columns let PostgreSQL answer counts from the index alone."""
 
 _OPEN_TIMED = (RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.WAITING)
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from eventsourcing.persistence import StoredEvent, Tracking
-from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
+from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteTrackingRecorder
 
 from domain import timestamps
 from projections.fold import RunState
@@ -62,8 +62,15 @@ class SQLiteRunsView(SQLiteTrackingRecorder, RunsView):
             f"CREATE TABLE IF NOT EXISTS {self.table} ({columns})",
             f"CREATE TABLE IF NOT EXISTS {self.dead_table} (position INTEGER PRIMARY KEY, "
             "run_id TEXT, event_type TEXT, error TEXT, recorded_at TEXT)",
-            *self.index_statements(),
         ]
+
+    def _create_table(self, c: SQLiteCursor) -> None:
+        c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (self.table,))
+        is_new = c.fetchone() is None
+        super()._create_table(c)
+        if is_new:  # indexes come with the table, once
+            for statement in self.index_statements():
+                c.execute(statement)
 
     def index_statements(self) -> list[str]:
         """Indexes for the dashboard's queries (named uniquely, so a rebuilt table's

@@ -16,6 +16,7 @@ Seeded; warm-up first; the median of several repetitions.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import random
 import resource
@@ -114,15 +115,15 @@ class Baseline:
             connection.close()
 
 
-def timed(work: Callable[[], None]) -> float:
+def timed(work: Callable[[], object]) -> float:
     started = time.perf_counter()
     work()
     return time.perf_counter() - started
 
 
-def median_rate(count: int, work: Callable[[int], None], repeats: int) -> float:
+def median_rate(count: int, work: Callable[[int], object], repeats: int) -> float:
     """Operations a second: the median over repetitions (each given its repetition number)."""
-    return statistics.median(count / timed(lambda r=r: work(r)) for r in range(repeats))
+    return statistics.median(count / timed(functools.partial(work, r)) for r in range(repeats))
 
 
 def in_threads(work: Callable[[int], None]) -> None:
