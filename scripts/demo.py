@@ -1,22 +1,28 @@
-"""The demo: record a day of runs on the embedded SQLite default, then show what it knows."""
+"""The demo: record a day of runs on the embedded SQLite default, project them into the read
+model, and show what a person wants to see: counts by status and durations (from the read
+model's `stats`), and one run's history next to its replayed view, also as of mid-run."""
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from domain import payload
+from domain import payload, timestamps
+from domain.commands import parse
 from domain.errors import RunLedgerError
 from domain.status import RunStatus
+from infrastructure import readmodel
 from infrastructure.application import Ledger
+from infrastructure.dashboard import open_queries
 from infrastructure.progress import Progress
 from projections import history
-from projections.fold import RunState, to_extended
+from projections.fold import fold, to_extended, to_view
+from projections.queries import Stats, StatsQuery
 from workload import WORKSPACES, Day
 
 DEMO_DB = Path(".demo/runledger.db")
-KINDS = {"wf": "workflow", "agent": "agent", "swarm": "swarm"}
+GROUP = 50  # commands a transaction, as `apply` would group them
 
 
 def main() -> None:
@@ -24,78 +30,110 @@ def main() -> None:
     for stale in DEMO_DB.parent.glob(DEMO_DB.name + "*"):
         stale.unlink()
     url = f"sqlite:///{DEMO_DB}"
-    day = Day(start=datetime.now(UTC) - timedelta(days=1, hours=1))
-    commands = day.commands()
+    start = datetime.now(UTC) - timedelta(days=1, hours=1)
+    commands = Day(start=start).commands()
     print(f"runledger demo: one day of runs, {len(commands):,} commands, into {url}\n")
 
-    outcomes: Counter[str] = Counter()
-    versions: dict[str, int] = {}
     with Ledger(url) as ledger:
-        with Progress("recording", len(commands)) as progress:
-            for command in commands:
-                try:
-                    state = ledger.submit(command)
-                except RunLedgerError as error:
-                    outcomes[f"rejected ({error.code})"] += 1
-                else:
-                    appended = state.version != versions.get(state.id)
-                    outcomes["recorded" if appended else "duplicates ignored"] += 1
-                    versions[state.id] = state.version
-                progress.advance()
-        runs = [ledger.state(run_id) for run_id in sorted({c["runId"] for c in commands})]
+        outcomes, seconds = record(ledger, commands)
+        view = readmodel.open_view(ledger)
+        with Progress("projecting", len(commands)) as progress:
+            runner = readmodel.projector(ledger, view, on_batch=progress.advance)
+            runner.run()
         print(
-            f"\n{len(commands):,} commands in {progress.elapsed:.1f} s "
-            f"({progress.rate:,.0f}/s); answers: "
+            f"\nrecorded in {seconds:.1f} s: "
             + ", ".join(f"{count:,} {name}" for name, count in sorted(outcomes.items()))
         )
-        print_status_table(runs)
-        print_durations(runs)
-        print_one_run(ledger, runs)
-    print(f"\nExplore it yourself: .venv/bin/runledger --db {url} history {runs[0].id}")
+        lag = readmodel.lag(ledger, view)
+        print(
+            f"read model: {lag.position:,} of {lag.head:,} events applied, "
+            f"{lag.dead_letters} set aside"
+        )
+        queries = open_queries(ledger)
+        window = {"start": timestamps.to_iso(start), "end": timestamps.to_iso(ledger.now())}
+        stats = {
+            workspace: queries.stats(
+                StatsQuery.parse(workspace_id=workspace, now=ledger.now(), **window)
+            )
+            for workspace in WORKSPACES
+        }
+        print_status_table(stats)
+        print_durations(stats)
+        print_one_run(ledger, busiest(commands))
+    print(f"\nExplore it yourself: .venv/bin/runledger --db {url} runs --workspace-id ws_acme")
 
 
-def print_status_table(runs: list[RunState]) -> None:
-    counts = Counter((run.workspace_id, run.status) for run in runs)
-    print("\nRuns by status")
-    header = f"  {'status':<10}" + "".join(f"{w:>11}" for w in WORKSPACES) + f"{'total':>8}"
-    print(header)
+def record(ledger: Ledger, commands: list[dict[str, object]]) -> tuple[Counter[str], float]:
+    """Sends the day's commands in groups, as `apply` does; counts the answers."""
+    outcomes: Counter[str] = Counter()
+    versions: dict[str, int] = {}
+    with Progress("recording", len(commands)) as progress:
+        for first in range(0, len(commands), GROUP):
+            group = [parse(data) for data in commands[first : first + GROUP]]
+            for outcome in ledger.execute_many(group):
+                if isinstance(outcome, RunLedgerError):
+                    outcomes[f"rejected ({outcome.code})"] += 1
+                    continue
+                appended = outcome.version != versions.get(outcome.id)
+                outcomes["events recorded" if appended else "duplicate deliveries ignored"] += 1
+                versions[outcome.id] = outcome.version
+            progress.advance(len(group))
+    return outcomes, progress.elapsed
+
+
+def busiest(commands: list[dict[str, object]]) -> str:
+    """The run with the most commands (the first such, by id)."""
+    counts = Counter(str(data["runId"]) for data in commands)
+    return min(counts, key=lambda run_id: (-counts[run_id], run_id))
+
+
+def print_status_table(stats: dict[str, Stats]) -> None:
+    print("\nRuns by status (read model, runs created in the last 25 hours)")
+    print(f"  {'status':<10}" + "".join(f"{w:>11}" for w in stats) + f"{'total':>8}")
     for status in RunStatus:
-        row = [counts[(w, status)] for w in WORKSPACES]
+        row = [answer.counts_by_status[status.value] for answer in stats.values()]
         print(f"  {status.value:<10}" + "".join(f"{n:>11,}" for n in row) + f"{sum(row):>8,}")
 
 
-def print_durations(runs: list[RunState]) -> None:
-    by_kind: defaultdict[str, list[int]] = defaultdict(list)
-    for run in runs:
-        view = to_extended(run).run
-        if view.duration_ms is not None:
-            by_kind[KINDS[run.subject_id.split("_", 1)[0]]].append(view.duration_ms)
-    print("\nDurations of finished runs (seconds)")
-    print(f"  {'kind':<10}{'runs':>7}{'p50':>9}{'p95':>9}{'max':>9}")
-    for kind in sorted(by_kind):
-        values = sorted(by_kind[kind])
-        p50, p95 = (values[max(0, int(q * len(values) + 0.999) - 1)] for q in (0.5, 0.95))
+def print_durations(stats: dict[str, Stats]) -> None:
+    print("\nDurations of finished runs, seconds (read model)")
+    print(f"  {'workspace':<12}{'subject':<22}{'runs':>6}{'p50':>9}{'p95':>9}")
+    for workspace, answer in stats.items():
+        overall = answer.duration_ms
         print(
-            f"  {kind:<10}{len(values):>7,}{p50 / 1000:>9.1f}{p95 / 1000:>9.1f}"
-            f"{values[-1] / 1000:>9.1f}"
+            f"  {workspace:<12}{'(all)':<22}{overall.count:>6,}{_s(overall.p50):>9}"
+            f"{_s(overall.p95):>9}"
         )
+        for subject in answer.by_subject[:3]:
+            print(
+                f"  {'':<12}{subject.subject_id:<22}{subject.runs:>6,}{'':>9}"
+                f"{_s(subject.p95_duration_ms):>9}"
+            )
 
 
-def print_one_run(ledger: Ledger, runs: list[RunState]) -> None:
-    run = max(runs, key=lambda state: (state.version, state.id))
-    print(f"\nOne run's history: {run.id} ({run.subject_id}, {run.workspace_id})")
+def _s(milliseconds: int | None) -> str:
+    return "-" if milliseconds is None else f"{milliseconds / 1000:.1f}"
+
+
+def print_one_run(ledger: Ledger, run_id: str) -> None:
+    events = ledger.history(run_id)
+    print(f"\nOne run's history: {run_id}")
     print(f"  {'v':>2}  {'event':<15}{'status':<22}{'at (source)':<26}{'actor':<8}reason")
-    for entry in history.entries(ledger.history(run.id)):
+    for entry in history.entries(events):
         moved = f"{entry['statusBefore'] or '':>8} -> {entry['statusAfter']}"
         print(
             f"  {entry['version']:>2}  {entry['event']:<15}{moved:<22}{entry['at']:<26}"
             f"{entry['actor'] or '':<8}{entry['reason'] or ''}"
         )
-    print("\nIts view, replayed from those events (runledger show --extended):")
-    extended = to_extended(run).to_json_dict()
-    for key, value in extended["run"].items():
-        print(f"  {key:<13} {payload.dumps(value)}")
-    timings = ", ".join(f"{key} {value}" for key, value in extended["timings"].items())
+    middle = events[len(events) // 2]
+    then = fold(e for e in events if e.at <= middle.at)
+    now = to_extended(fold(events)).to_json_dict()
+    print(f"\nIts view replayed from those events, and as of {timestamps.to_iso(middle.at)}:")
+    for key, value in now["run"].items():
+        earlier = to_view(then).to_json_dict()[key]
+        mark = "" if earlier == value else f"   (then: {payload.dumps(earlier)})"
+        print(f"  {key:<13} {payload.dumps(value)}{mark}")
+    timings = ", ".join(f"{key} {value}" for key, value in now["timings"].items())
     print(f"  {'timings':<13} {timings}")
 
 
