@@ -33,6 +33,9 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 
     rebuild = commands.add_parser("rebuild", help="rebuild the read model from the first event")
     rebuild.add_argument("--batch-size", type=int, default=500, metavar="N")
+    rebuild.add_argument(
+        "--dead-letters", action="store_true", help="set aside events that cannot be applied"
+    )
     rebuild.set_defaults(handler=_rebuild)
 
     check = commands.add_parser("verify", help="compare every row with its run's replay")
@@ -73,9 +76,18 @@ def _rebuild(ledger: Ledger, args: argparse.Namespace) -> int:
     live = readmodel.open_view(ledger)
     total = ledger.recorder.max_notification_id() or 0
     with Progress("rebuilding", total) as progress:
-        position = readmodel.rebuild(
-            ledger, live, batch_size=args.batch_size, on_batch=progress.advance
-        )
+        try:
+            position = readmodel.rebuild(
+                ledger,
+                live,
+                batch_size=args.batch_size,
+                dead_letters=args.dead_letters,
+                on_batch=progress.advance,
+            )
+        except ProjectionError as error:
+            message = f"{error}; the live read model is unchanged"
+            write_json(sys.stderr, {"error": {"code": "projection_stopped", "message": message}})
+            return EXIT_FAILED
     write_json(sys.stdout, {"rebuilt": True, "position": position})
     return EXIT_OK
 
@@ -104,9 +116,11 @@ def _lag(ledger: Ledger, args: argparse.Namespace) -> int:
 
 def _wait(ledger: Ledger, args: argparse.Namespace) -> int:
     view = readmodel.open_view(ledger)
-    position = args.position if args.position is not None else ledger.recorder.max_notification_id()
+    position = args.position
+    if position is None:
+        position = ledger.recorder.max_notification_id() or 0
     try:
-        view.wait_for(position or 0, timeout=args.timeout)
+        view.wait_for(position, timeout=args.timeout)
     except TimeoutError:
         message = f"the read model did not reach position {position} in {args.timeout} s"
         write_json(sys.stderr, {"error": {"code": "timeout", "message": message}})

@@ -74,7 +74,7 @@ class Progress:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        if self.worth_showing:
+        if self.worth_showing and kind is None:  # a failure speaks for itself
             end = f"  {self.elapsed:.1f}s\n"
             self.stream.write(("\r" if self.live else "") + self._line() + end)
             self.stream.flush()

@@ -69,9 +69,13 @@ def rebuild(ledger: Ledger, live: RunsView, **options: object) -> int:
 
 def lag(ledger: Ledger, view: RunsView) -> Lag:
     position, head = view.position(), ledger.recorder.max_notification_id() or 0
-    behind = 0.0
+    behind: float | None = 0.0
     if head > position:
         oldest = ledger.recorder.select_notifications(start=position + 1, limit=1)[0]
-        recorded = cast(RunEvent, ledger.mapper.to_domain_event(oldest)).timestamp
-        behind = max(0.0, (datetime.now(UTC) - recorded).total_seconds())
+        try:
+            recorded = cast(RunEvent, ledger.mapper.to_domain_event(oldest)).timestamp
+        except Exception:  # the very event the projection stopped at may be unreadable
+            behind = None
+        else:
+            behind = max(0.0, (datetime.now(UTC) - recorded).total_seconds())
     return Lag(position, head, behind, view.dead_letter_count())

@@ -7,7 +7,7 @@ from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 import psycopg
-from eventsourcing.persistence import StoredEvent, Tracking
+from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg.sql import SQL, Composed, Identifier, Placeholder
 
@@ -119,11 +119,19 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
             return {row["id"]: dict(row) for row in cursor.fetchall()}
 
     def write(
-        self, states: Sequence[RunState], tracking: Tracking, dead: Sequence[DeadLetter] = ()
+        self,
+        states: Sequence[RunState],
+        tracking: Tracking,
+        dead: Sequence[DeadLetter] = (),
+        generation: int | None = None,
     ) -> None:
         rows = [to_row(state) for state in states]
         with self.datastore.transaction(commit=True) as cursor:
             self._insert_tracking(cursor, tracking)
+            if generation is not None:
+                current = self._max_tracking_id(self.generation_name, cursor) or 0
+                if current != generation:
+                    raise IntegrityError(f"the read model was rebuilt (generation {current})")
             if rows:
                 self._upsert(cursor, rows)
             if dead:
@@ -205,25 +213,31 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
             cursor.execute(
                 SQL(
                     "SELECT application_name, notification_id FROM {} "
-                    "WHERE application_name IN (%s, %s) FOR UPDATE"
+                    "WHERE application_name IN (%s, %s, %s) FOR UPDATE"
                 ).format(tracking),
-                (self.application_name, live.application_name),
+                (self.application_name, live.application_name, live.generation_name),
             )
             positions = {row["application_name"]: row["notification_id"] for row in cursor}
             mine = positions.get(self.application_name) or 0
             if (positions.get(live.application_name) or 0) > mine:
                 return False
-            live_table = Composed([self.schema, SQL("."), Identifier(live.table)])
-            cursor.execute(SQL("DROP TABLE IF EXISTS {}").format(live_table))
-            cursor.execute(
-                SQL("ALTER TABLE {} RENAME TO {}").format(self.t, Identifier(live.table))
-            )
-            cursor.execute(
+            generation = (positions.get(live.generation_name) or 0) + 1
+            live_dead = f"{live.table}_dead_letters"
+            for source, target in ((self.t, live.table), (self.dead, live_dead)):
+                cursor.execute(
+                    SQL("DROP TABLE IF EXISTS {}").format(
+                        Composed([self.schema, SQL("."), Identifier(target)])
+                    )
+                )
+                cursor.execute(
+                    SQL("ALTER TABLE {} RENAME TO {}").format(source, Identifier(target))
+                )
+            cursor.executemany(
                 SQL(
                     "INSERT INTO {} VALUES (%s, %s) ON CONFLICT (application_name) "
                     "DO UPDATE SET notification_id = excluded.notification_id"
                 ).format(tracking),
-                (live.application_name, mine),
+                [(live.application_name, mine), (live.generation_name, generation)],
             )
             cursor.execute(
                 SQL("DELETE FROM {} WHERE application_name = %s").format(tracking),

@@ -47,6 +47,7 @@ class Projector:
     cache_size: int = 200_000
     on_batch: Callable[[int], None] = lambda count: None
     _cache: dict[str, RunState] = field(default_factory=dict)
+    _generation: int = 0
 
     def run(
         self,
@@ -62,6 +63,9 @@ class Projector:
         """
         stop = stop or threading.Event()
         position, applied = self.view.position(), 0
+        if self.view.generation() != self._generation:  # a rebuild swapped a new table in
+            self._cache.clear()
+            self._generation = self.view.generation()
         while not stop.is_set():
             notifications = self.source.select_notifications(
                 start=position + 1, limit=self.batch_size, stop=until
@@ -77,7 +81,7 @@ class Projector:
                 # Another writer moved the position (a rebuild swapped a new table in, or a
                 # second follower): start again from what the view says.
                 self._cache.clear()
-                position = self.view.position()
+                position, self._generation = self.view.position(), self.view.generation()
                 continue
             position = notifications[-1].id
             applied += len(notifications)
@@ -103,7 +107,9 @@ class Projector:
                 dead.append(self._poison(notification, run_id, type(event).__name__, error))
                 continue
             states[run_id] = changed[run_id] = state
-        self.view.write(list(changed.values()), self._tracking(notifications), dead)
+        self.view.write(
+            list(changed.values()), self._tracking(notifications), dead, self._generation
+        )
         if len(self._cache) + len(changed) > self.cache_size:
             self._cache.clear()
         self._cache.update(changed)

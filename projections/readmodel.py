@@ -136,7 +136,7 @@ class DeadLetter:
 class Lag:
     position: int
     head: int
-    behind_seconds: float
+    behind_seconds: float | None  # None: the oldest unapplied event cannot be read
     dead_letters: int
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -144,7 +144,7 @@ class Lag:
             "position": self.position,
             "head": self.head,
             "behindEvents": self.head - self.position,
-            "behindSeconds": round(self.behind_seconds, 3),
+            "behindSeconds": None if self.behind_seconds is None else round(self.behind_seconds, 3),
             "deadLetters": self.dead_letters,
         }
 
@@ -166,10 +166,15 @@ class RunsView(TrackingRecorder, ABC):
 
     @abstractmethod
     def write(
-        self, states: Sequence[RunState], tracking: Tracking, dead: Sequence[DeadLetter] = ()
+        self,
+        states: Sequence[RunState],
+        tracking: Tracking,
+        dead: Sequence[DeadLetter] = (),
+        generation: int | None = None,
     ) -> None:
         """Upserts rows (never to an older version) and advances the tracking position, in
-        one transaction; raises IntegrityError if the position does not advance."""
+        one transaction; raises IntegrityError if the position does not advance, or if the
+        table's generation is not `generation` (a rebuild swapped a new table in)."""
 
     @abstractmethod
     def rows(self, run_ids: Collection[str]) -> dict[str, dict[str, Any]]:
@@ -199,9 +204,18 @@ class RunsView(TrackingRecorder, ABC):
     def position(self) -> int:
         return self.max_tracking_id(self.application_name) or 0
 
+    @property
+    def generation_name(self) -> str:
+        """The tracking row that counts the tables swapped in by `rebuild`."""
+        return f"{self.application_name}#generation"
+
+    def generation(self) -> int:
+        return self.max_tracking_id(self.generation_name) or 0
+
     def wait_for(self, position: int, timeout: float) -> None:
         """Read-your-writes: blocks until the read model has applied `position`."""
-        self.wait(self.application_name, position, timeout=timeout)
+        if position > self.position():
+            self.wait(self.application_name, position, timeout=timeout)
 
     @abstractmethod
     def wait_for_news(self, timeout: float) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from eventsourcing.persistence import StoredEvent, Tracking
+from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
 from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteTrackingRecorder
 
 from domain import timestamps
@@ -97,11 +97,19 @@ class SQLiteRunsView(SQLiteTrackingRecorder, RunsView):
         return found
 
     def write(
-        self, states: Sequence[RunState], tracking: Tracking, dead: Sequence[DeadLetter] = ()
+        self,
+        states: Sequence[RunState],
+        tracking: Tracking,
+        dead: Sequence[DeadLetter] = (),
+        generation: int | None = None,
     ) -> None:
         rows = [_encode(to_row(state)) for state in states]
         with self.datastore.transaction(commit=True) as cursor:
             self._insert_tracking(cursor, tracking)
+            if generation is not None:
+                current = self._max_tracking_id(self.generation_name, cursor) or 0
+                if current != generation:
+                    raise IntegrityError(f"the read model was rebuilt (generation {current})")
             cursor.executemany(self.upsert, rows)
             cursor.executemany(
                 f"INSERT OR REPLACE INTO {self.dead_table} VALUES (?, ?, ?, ?, ?)",
@@ -157,6 +165,7 @@ class SQLiteRunsView(SQLiteTrackingRecorder, RunsView):
         self.create_table()
 
     def swap_into(self, live: RunsView) -> bool:
+        live_dead = f"{live.table}_dead_letters"
         try:
             with self.datastore.transaction(commit=True) as cursor:
                 # A write first, so that the transaction holds the write lock from the start.
@@ -164,12 +173,14 @@ class SQLiteRunsView(SQLiteTrackingRecorder, RunsView):
                 mine = self._max_tracking_id(self.application_name, cursor) or 0
                 if (self._max_tracking_id(live.application_name, cursor) or 0) > mine:
                     raise _LiveIsAhead
-                cursor.execute(f"DROP TABLE IF EXISTS {live.table}")
-                cursor.execute(f"ALTER TABLE {self.table} RENAME TO {live.table}")
-                cursor.execute(
+                generation = (self._max_tracking_id(live.generation_name, cursor) or 0) + 1
+                for source, target in ((self.table, live.table), (self.dead_table, live_dead)):
+                    cursor.execute(f"DROP TABLE IF EXISTS {target}")
+                    cursor.execute(f"ALTER TABLE {source} RENAME TO {target}")
+                cursor.executemany(
                     "INSERT INTO tracking VALUES (?, ?) ON CONFLICT (application_name) "
                     "DO UPDATE SET notification_id = excluded.notification_id",
-                    (live.application_name, mine),
+                    [(live.application_name, mine), (live.generation_name, generation)],
                 )
                 cursor.execute(
                     "DELETE FROM tracking WHERE application_name = ?", (self.application_name,)
