@@ -8,11 +8,13 @@ missing server fails the PostgreSQL tests; it never skips them.
 from __future__ import annotations
 
 import os
+import random
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
+import psycopg_pool.base
 import pytest
 from hypothesis import HealthCheck, settings
 from psycopg import sql
@@ -27,6 +29,11 @@ settings.register_profile(
     "ci", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+# psycopg_pool's workers connect in the background and draw each connection's expiry jitter
+# from the global `random`; when that happens during a hypothesis draw, hypothesis takes it
+# for a strategy that uses `random` and warns (an error here). They get a generator of their own.
+psycopg_pool.base.random = random.Random().random  # type: ignore[attr-defined]
 
 BACKENDS = ["sqlite", "postgres"]
 
