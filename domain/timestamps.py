@@ -27,10 +27,11 @@ def parse(text: str, *, field: str = "at") -> datetime:
         raise InvalidCommand(
             f"{field} {text!r} has no offset: add Z or +hh:mm so that it names one instant"
         )
+    iso = text.replace(",", ".")
     if match["offset"] in ("z", "Z"):  # Python's parser takes only the capital
-        text = text[:-1] + "+00:00"
+        iso = iso[:-1] + "+00:00"
     try:
-        return truncate(datetime.fromisoformat(text.replace(",", ".")).astimezone(UTC))
+        return truncate(datetime.fromisoformat(iso).astimezone(UTC))
     except (ValueError, OverflowError) as error:
         raise InvalidCommand(f"{field} {text!r} is not a valid timestamp: {error}") from None
 
