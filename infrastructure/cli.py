@@ -15,14 +15,13 @@ from typing import IO, Any, NoReturn, Protocol
 from eventsourcing.persistence import PersistenceError
 
 from domain import payload, timestamps
-from domain.errors import InvalidCommand, RunLedgerError, RunNotFound
-from domain.events import RunEvent
+from domain.errors import InvalidCommand, RunLedgerError
 from domain.status import Command
 from infrastructure import batch, cli_audit, cli_dashboard, cli_projection, cli_service
 from infrastructure.application import Ledger
 from infrastructure.output import reject, write_json
 from infrastructure.settings import database_url, parse_database_url
-from projections.fold import fold, to_extended, to_view
+from projections.fold import fold, to_extended, to_view, until
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_REJECTED = 0, 1, 2
 
@@ -155,21 +154,14 @@ def _show(ledger: Ledger, args: argparse.Namespace) -> int:
     events = ledger.history(args.run_id)
     if args.as_of is not None:
         moment = timestamps.parse(args.as_of, field="--as-of")
-        events = _until(events, moment, lambda event: event.at, args.run_id)
+        events = until(args.run_id, events, moment)
     elif args.as_known_at is not None:
         moment = timestamps.parse(args.as_known_at, field="--as-known-at")
-        events = _until(events, moment, lambda event: event.timestamp, args.run_id)
+        events = until(args.run_id, events, moment, known=True)
     state = fold(events)
     view = to_extended(state) if args.extended else to_view(state)
     write_json(sys.stdout, view.to_json_dict())
     return EXIT_OK
-
-
-def _until(events: list[RunEvent], moment: Any, clock: Any, run_id: str) -> list[RunEvent]:
-    kept = [event for event in events if clock(event) <= moment]
-    if not kept:
-        raise RunNotFound(run_id, f" at {timestamps.to_iso(moment)}: it did not exist yet")
-    return kept
 
 
 def _open_binary(name: str) -> IO[bytes]:

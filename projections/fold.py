@@ -6,12 +6,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from domain import payload, timestamps
+from domain.errors import RunNotFound
 from domain.events import CfWorkflowLinked, RunCompleted, RunCreated, RunEvent, RunFailed
 from domain.status import Mode, RunStatus, TriggeredBy
 from projections.view import ExtendedView, Timings, WorkflowRun
@@ -161,3 +162,15 @@ def to_timings(state: RunState) -> Timings:
 
 def to_extended(state: RunState) -> ExtendedView:
     return ExtendedView(run=to_view(state), timings=to_timings(state), version=state.version)
+
+
+def until(
+    run_id: str, events: Sequence[RunEvent], moment: datetime, *, known: bool = False
+) -> list[RunEvent]:
+    """The run's events by `moment`: those that had happened by the source's clock (`at`), or
+    with `known`, those the ledger had recorded by its own clock. `not_found` before the run
+    existed."""
+    kept = [event for event in events if (event.timestamp if known else event.at) <= moment]
+    if not kept:
+        raise RunNotFound(run_id, f" at {timestamps.to_iso(moment)}: it did not exist yet")
+    return kept

@@ -247,8 +247,10 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
 
     def wait_for_news(self, timeout: float) -> None:
         if self._listener is None or self._listener.closed:
-            conninfo = self.datastore.pool.conninfo
-            self._listener = psycopg.connect(str(conninfo), autocommit=True)
+            pool = self.datastore.pool  # connect as the pool does, to the same database
+            kwargs = pool.kwargs() if callable(pool.kwargs) else (pool.kwargs or {})
+            settings = {k: v for k, v in kwargs.items() if k != "row_factory"}
+            self._listener = psycopg.connect(str(pool.conninfo), autocommit=True, **settings)
             self._listener.execute(SQL("LISTEN {}").format(Identifier(self.channel)))
         for _ in self._listener.notifies(timeout=timeout, stop_after=1):
             break
