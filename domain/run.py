@@ -13,7 +13,7 @@ from eventsourcing.domain import BaseAggregate
 
 from domain import payload, timestamps
 from domain.commands import CompleteRun, CreateRun, RunCommand
-from domain.errors import Conflict, IllegalTransition, OutOfOrder
+from domain.errors import Conflict, IllegalTransition, InvalidCommand, OutOfOrder
 from domain.events import EVENT_FOR, RunCompleted, RunCreated, RunEvent
 from domain.status import TRANSITIONS, Command, RunStatus
 
@@ -40,6 +40,7 @@ class Run(BaseAggregate[str]):
 
     @classmethod
     def create(cls, run_id: str, command: CreateRun, at: datetime, now: datetime) -> Run:
+        """A new run (its parent checked first, by `check_parent`)."""
         timestamps.check_not_in_future(at, now)
         return cls._create(
             RunCreated,
@@ -135,6 +136,18 @@ class Run(BaseAggregate[str]):
         raise Conflict(
             f"run {self.id!r} is already linked to Cloudflare workflow "
             f"{self.cf_workflow_id!r}; it cannot be linked to {wanted!r}"
+        )
+
+
+def check_parent(command: CreateRun, parent: Run | None) -> None:
+    """`parentRunId` must name a run that exists in the same workspace; `parent` is the run
+    it names, or None if there is none."""
+    if command.parent_run_id is not None and (
+        parent is None or parent.workspace_id != command.workspace_id
+    ):
+        raise InvalidCommand(
+            f"parentRunId {command.parent_run_id!r} names no run in workspace "
+            f"{command.workspace_id!r}"
         )
 
 

@@ -15,9 +15,9 @@ from eventsourcing.application import project_aggregate
 from eventsourcing.persistence import Mapper, StoredEvent
 
 from domain.commands import AnyCommand, CreateRun
-from domain.errors import InvalidCommand, RunLedgerError, RunNotFound
+from domain.errors import RunLedgerError, RunNotFound
 from domain.events import RunEvent
-from domain.run import Run
+from domain.run import Run, check_parent
 from projections.fold import RunState, fold, step
 
 Outcome = RunState | RunLedgerError
@@ -57,13 +57,8 @@ class Decisions:
         if existing is not None:
             existing.check_same_create(command)
             return self._state(run_id)
-        if command.parent_run_id is not None:
-            parent = self._run(command.parent_run_id)
-            if parent is None or parent.workspace_id != command.workspace_id:
-                raise InvalidCommand(
-                    f"parentRunId {command.parent_run_id!r} names no run in workspace "
-                    f"{command.workspace_id!r}"
-                )
+        parent = None if command.parent_run_id is None else self._run(command.parent_run_id)
+        check_parent(command, parent)
         run = Run.create(run_id, command, command.at or now, now)
         self._runs[run_id] = run
         self._advance(run_id, run.pending_events)

@@ -44,7 +44,7 @@ from eventsourcing.persistence import RecordConflictError
 from domain.commands import CreateRun
 from domain.errors import Conflict, InvalidCommand, RunLedgerError, TooLarge
 from domain.events import EVENT_FOR, RunEvent
-from domain.run import Run
+from domain.run import Run, check_parent
 from infrastructure import exchange, import_lines
 from infrastructure.application import Ledger
 from infrastructure.import_lines import ImportLine
@@ -138,7 +138,8 @@ class Importer:
         now = self.ledger.now()
         command = line.command
         if isinstance(command, CreateRun):
-            self._check_parent(command)
+            parent = None if command.parent_run_id is None else self.runs.get(command.parent_run_id)
+            check_parent(command, parent)
             run = Run.create(line.run_id, command, line.at, now)
         elif run is None:  # pragma: no cover - read_line makes version 1 a create
             raise InvalidCommand("the run does not exist")
@@ -148,16 +149,6 @@ class Importer:
         event: RunEvent = replace(cast(Any, appended), first_recorded_at=line.source_recorded_at)
         self.runs.put(run, event)
         return event
-
-    def _check_parent(self, command: CreateRun) -> None:
-        if command.parent_run_id is None:
-            return
-        parent = self.runs.get(command.parent_run_id)
-        if parent is None or parent.workspace_id != command.workspace_id:
-            raise InvalidCommand(
-                f"parentRunId {command.parent_run_id!r} names no run in workspace "
-                f"{command.workspace_id!r}"
-            )
 
     def _check_same(self, line: ImportLine) -> None:
         recorded = self.runs.stored(line.run_id, line.version)
