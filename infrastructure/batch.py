@@ -9,6 +9,7 @@ size limit is refused without being held in memory; every line is tried.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -49,6 +50,16 @@ def line_groups(
             if start < len(buffer) or skipped >= 0:
                 yield [_line(buffer[start:], skipped, limit)]
             return
+
+
+def open_input(name: str) -> IO[bytes]:
+    """The file a command reads: a path, or `-` for standard input."""
+    if name == "-":
+        return sys.stdin.buffer
+    try:
+        return open(name, "rb")
+    except OSError as error:
+        raise InvalidCommand(f"cannot read {name!r}: {error.strerror}") from None
 
 
 def read_lines(stream: IO[bytes], limit: int = MAX_COMMAND_BYTES) -> Iterator[Line]:

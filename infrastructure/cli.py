@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import closing
-from typing import IO, Any, NoReturn, Protocol
+from typing import Any, NoReturn, Protocol
 
 from eventsourcing.persistence import PersistenceError
 
@@ -142,7 +142,7 @@ def _command_handler(command: Command) -> Handler:
 
 def _apply(ledger: Ledger, args: argparse.Namespace) -> int:
     rejected = 0
-    with _open_binary(args.file) as stream:
+    with batch.open_input(args.file) as stream:
         for number, group in enumerate(batch.line_groups(stream.fileno())):
             for result in batch.answers(ledger, group, first=number == 0):
                 rejected += not result["ok"]
@@ -162,15 +162,6 @@ def _show(ledger: Ledger, args: argparse.Namespace) -> int:
     view = to_extended(state) if args.extended else to_view(state)
     write_json(sys.stdout, view.to_json_dict())
     return EXIT_OK
-
-
-def _open_binary(name: str) -> IO[bytes]:
-    if name == "-":
-        return sys.stdin.buffer
-    try:
-        return open(name, "rb")
-    except OSError as error:
-        raise InvalidCommand(f"cannot read {name!r}: {error.strerror}") from None
 
 
 if __name__ == "__main__":

@@ -17,11 +17,10 @@ import argparse
 import os
 import sys
 import time
-from typing import IO, Any
+from typing import Any
 
 from domain import identifiers, timestamps
-from domain.errors import InvalidCommand
-from infrastructure import export, import_lines, table
+from infrastructure import batch, export, import_lines, table
 from infrastructure.application import Ledger
 from infrastructure.importer import Importer
 from infrastructure.output import write_json, write_text
@@ -142,20 +141,11 @@ def _export(ledger: Ledger, args: argparse.Namespace) -> int:
 def _import(ledger: Ledger, args: argparse.Namespace) -> int:
     wanted = _wants_progress(args.progress)
     total = _count_lines(args.file) if wanted and args.file != "-" else None
-    with _open(args.file) as stream, _Meter("import", total, args.progress) as meter:
+    with batch.open_input(args.file) as stream, _Meter("import", total, args.progress) as meter:
         importer = Importer(ledger, on_event=meter.advance)
         summary = importer.run(import_lines.read_lines(stream))
     write_json(sys.stdout, summary.to_json_dict())
     return 0
-
-
-def _open(name: str) -> IO[bytes]:
-    if name == "-":
-        return sys.stdin.buffer
-    try:
-        return open(name, "rb")
-    except OSError as error:
-        raise InvalidCommand(f"cannot read {name!r}: {error.strerror}") from None
 
 
 def _count_lines(name: str) -> int | None:
