@@ -24,6 +24,27 @@ from projections.fold import fold
 from projections.postgres import PostgresRunsView
 from projections.readmodel import COLUMNS, JSON_COLUMNS, RunsView, to_row
 
+# shared/seed/WorkflowRun.md, the interface's fields in order.
+SEED_FIELDS = [
+    "id",
+    "workspaceId",
+    "subjectId",
+    "parentRunId",
+    "status",
+    "mode",
+    "input",
+    "output",
+    "error",
+    "triggeredBy",
+    "cfWorkflowId",
+    "durationMs",
+    "userId",
+    "startedAt",
+    "completedAt",
+    "createdAt",
+    "updatedAt",
+]
+
 T0 = datetime(2026, 11, 24, 5, 0, tzinfo=UTC)
 """The moment test histories start at; the fake clock starts one day later."""
 

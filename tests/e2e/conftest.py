@@ -25,25 +25,7 @@ RUNLEDGER = Path(sys.executable).parent / "runledger"
 TIMEOUT_SECONDS = 60
 DATABASE_URL_VARIABLE = "RUNLEDGER_DATABASE_URL"
 
-SEED_FIELDS = [
-    "id",
-    "workspaceId",
-    "subjectId",
-    "parentRunId",
-    "status",
-    "mode",
-    "input",
-    "output",
-    "error",
-    "triggeredBy",
-    "cfWorkflowId",
-    "durationMs",
-    "userId",
-    "startedAt",
-    "completedAt",
-    "createdAt",
-    "updatedAt",
-]
+
 """The view's keys: the seed's WorkflowRun, in its order."""
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.builders import at, command, create
-from tests.e2e.conftest import SEED_FIELDS, Cli, json_line, json_lines, rejected
+from tests.builders import SEED_FIELDS, at, command, create
+from tests.e2e.conftest import Cli, json_line, json_lines, rejected
 
 MIXED = [
     create(at=at(0)),

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.builders import at, command, create
-from tests.e2e.conftest import SEED_FIELDS, Cli, json_lines, rejected
+from tests.builders import SEED_FIELDS, at, command, create
+from tests.e2e.conftest import Cli, json_lines, rejected
 
 ISO_MILLIS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 LIFECYCLE = [

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.builders import command, create, from_now
-from tests.e2e.conftest import SEED_FIELDS, Cli, rejected
+from tests.builders import SEED_FIELDS, command, create, from_now
+from tests.e2e.conftest import Cli, rejected
 
 HOURS_AGO = 3 * 3600
 

@@ -16,28 +16,8 @@ from domain import payload
 from domain.run import Run
 from projections.fold import RunState, fold, step, to_extended, to_timings, to_view
 from tests import strategies
-from tests.builders import T0, at, command, create, events_from
+from tests.builders import SEED_FIELDS, T0, at, command, create, events_from
 
-# shared/seed/WorkflowRun.md, the interface's fields in order.
-SEED_FIELDS = [
-    "id",
-    "workspaceId",
-    "subjectId",
-    "parentRunId",
-    "status",
-    "mode",
-    "input",
-    "output",
-    "error",
-    "triggeredBy",
-    "cfWorkflowId",
-    "durationMs",
-    "userId",
-    "startedAt",
-    "completedAt",
-    "createdAt",
-    "updatedAt",
-]
 TIMING_FIELDS = ["queuedMs", "runningMs", "pausedMs", "waitingMs"]
 
 # lifecycle.md: the status each command moves a run to (None: unchanged).
