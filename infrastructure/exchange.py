@@ -41,7 +41,8 @@ from __future__ import annotations
 from typing import Any
 
 from domain import payload, timestamps
-from domain.events import CfWorkflowLinked, RunCompleted, RunCreated, RunEvent, RunFailed
+from domain.events import RunCompleted, RunCreated, RunEvent
+from projections import history
 
 SCHEMA_VERSION = 1
 
@@ -80,26 +81,8 @@ def _header(event: RunEvent, position: int) -> dict[str, Any]:
         "actor": event.actor,
         "reason": event.reason,
         "idempotencyKey": event.idempotency_key,
-        **_fields(event),
+        **history.event_fields(event),
     }
-
-
-def _fields(event: RunEvent) -> dict[str, Any]:
-    if isinstance(event, RunCreated):
-        return {
-            "workspaceId": event.workspace_id,
-            "subjectId": event.subject_id,
-            "userId": event.user_id,
-            "parentRunId": event.parent_run_id,
-            "mode": event.mode,
-            "triggeredBy": event.triggered_by,
-            "cfWorkflowId": event.cf_workflow_id,
-        }
-    if isinstance(event, RunFailed):
-        return {"error": event.error}
-    if isinstance(event, CfWorkflowLinked):
-        return {"cfWorkflowId": event.cf_workflow_id}
-    return {}
 
 
 def _payload_texts(event: RunEvent) -> dict[str, str]:

@@ -4,12 +4,20 @@ The library creates its tables (and a function it would use only with the databa
 which the ledger never enables) with `CREATE OR REPLACE` at every start. Processes starting
 together then fail with "tuple concurrently updated", and every command-line call would write
 to the catalogue. So the ledger turns that off and creates the tables once, under an advisory
-lock, only where they are missing.
+lock, only where they are missing. Also: a throwaway database, for test sessions and
+benchmarks.
 """
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
 from eventsourcing.postgres import PostgresRecorder
+from psycopg import sql
 
 _SCHEMA_LOCK = 0x72756E6C  # "runl": one advisory lock for the ledger's DDL
 
@@ -26,3 +34,19 @@ def create_tables_once(recorder: PostgresRecorder, name: str) -> None:
                 recorder.create_table()
         finally:
             connection.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
+
+
+@contextmanager
+def throwaway_database(server_url: str, prefix: str) -> Iterator[str]:
+    """A database of its own on the server (named `prefix`, the process and a random token),
+    for a test session or a benchmark: yields its URL, and drops it afterwards."""
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield f"{server_url.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )

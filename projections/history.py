@@ -45,6 +45,16 @@ def entries(events: Iterable[RunEvent]) -> Iterator[dict[str, Any]]:
 
 def _payload(event: RunEvent) -> dict[str, Any]:
     """The event's own fields, by their contract names (JSON payloads parsed, exact)."""
+    fields = event_fields(event)
+    if isinstance(event, RunCreated):
+        fields["input"] = payload.loads(event.input_json)
+    elif isinstance(event, RunCompleted):
+        fields["output"] = payload.loads(event.output_json)
+    return fields
+
+
+def event_fields(event: RunEvent) -> dict[str, Any]:
+    """The event's own fields but its JSON payloads, by their contract names."""
     if isinstance(event, RunCreated):
         return {
             "workspaceId": event.workspace_id,
@@ -53,11 +63,8 @@ def _payload(event: RunEvent) -> dict[str, Any]:
             "parentRunId": event.parent_run_id,
             "mode": event.mode,
             "triggeredBy": event.triggered_by,
-            "input": payload.loads(event.input_json),
             "cfWorkflowId": event.cf_workflow_id,
         }
-    if isinstance(event, RunCompleted):
-        return {"output": payload.loads(event.output_json)}
     if isinstance(event, RunFailed):
         return {"error": event.error}
     if isinstance(event, CfWorkflowLinked):

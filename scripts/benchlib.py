@@ -5,19 +5,16 @@ from __future__ import annotations
 import os
 import resource
 import tempfile
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
-
 from domain import commands
 from domain.commands import CreateRun, RunCommand
 from domain.run import Run
 from infrastructure.application import Ledger
+from infrastructure.postgres import throwaway_database
 from infrastructure.progress import Progress
 from workload import Day
 
@@ -33,16 +30,8 @@ def database(backend: str) -> Iterator[str]:
         with tempfile.TemporaryDirectory() as folder:
             yield f"sqlite:///{Path(folder) / 'bench.db'}"
         return
-    name = f"runledger_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with throwaway_database(POSTGRES_URL, "runledger_bench") as url:
+        yield url
 
 
 def seed(url: str, events: int) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import random
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,9 +16,9 @@ import psycopg
 import psycopg_pool.base
 import pytest
 from hypothesis import HealthCheck, settings
-from psycopg import sql
 
 from infrastructure.application import Ledger
+from infrastructure.postgres import throwaway_database
 from tests.builders import FakeClock
 
 settings.register_profile(
@@ -58,17 +57,8 @@ def postgres_server_url() -> str:
 @pytest.fixture(scope="session")
 def postgres_database(postgres_server_url: str) -> Iterator[str]:
     """A database of the suite's own, dropped at the end of the session."""
-    name = f"runledger_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    base = postgres_server_url.rsplit("/", 1)[0]
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(postgres_server_url, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with throwaway_database(postgres_server_url, "runledger_test") as url:
+        yield url
 
 
 def reset_postgres(url: str) -> None:

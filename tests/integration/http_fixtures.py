@@ -7,7 +7,6 @@ tests do not see each other's runs; a list or stats test filters on a subject of
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
@@ -18,17 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from psycopg import sql
 
 from infrastructure.application import Ledger
 from infrastructure.http import server
 from infrastructure.http.app import create_app
 from infrastructure.http.auth import Tokens, hash_token
 from infrastructure.http.service import Settings
+from infrastructure.postgres import throwaway_database
 from tests.builders import FakeClock, create
 from tests.conftest import BACKENDS
 
@@ -101,16 +99,8 @@ def database(backend: str, folder: Path, postgres_server_url: str | None) -> Ite
         yield f"sqlite:///{folder / f'http-{uuid.uuid4().hex[:8]}.db'}"
         return
     assert postgres_server_url is not None
-    name = f"runledger_http_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield postgres_server_url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(postgres_server_url, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with throwaway_database(postgres_server_url, "runledger_http") as url:
+        yield url
 
 
 @dataclass
