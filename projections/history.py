@@ -46,8 +46,9 @@ def entries(events: Iterable[RunEvent]) -> Iterator[dict[str, Any]]:
 def _payload(event: RunEvent) -> dict[str, Any]:
     """The event's own fields, by their contract names (JSON payloads parsed, exact)."""
     fields = event_fields(event)
-    if isinstance(event, RunCreated):
-        fields["input"] = payload.loads(event.input_json)
+    if isinstance(event, RunCreated):  # input sits before cfWorkflowId, as it always has
+        linked = fields.pop("cfWorkflowId")
+        fields |= {"input": payload.loads(event.input_json), "cfWorkflowId": linked}
     elif isinstance(event, RunCompleted):
         fields["output"] = payload.loads(event.output_json)
     return fields
