@@ -43,11 +43,7 @@ def truncate(moment: datetime) -> datetime:
 
 def to_iso(moment: datetime) -> str:
     """Prints a moment as JavaScript's toISOString() does: `2026-11-24T05:05:34.120Z`."""
-    utc = moment.astimezone(UTC)
-    return (
-        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T"
-        f"{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}.{utc.microsecond // 1000:03d}Z"
-    )
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"  # +00:00
 
 
 def millis_between(earlier: datetime, later: datetime) -> int:

@@ -28,7 +28,6 @@ from pydantic.alias_generators import to_camel
 
 from domain.errors import RunNotFound
 from domain.status import TERMINAL_STATUSES, RunStatus
-from projections.fold import to_view
 from projections.query_params import (
     MAX_LIMIT,
     PERCENTILES,
@@ -40,7 +39,7 @@ from projections.query_params import (
     TooManyNodes,
     TreeQuery,
 )
-from projections.readmodel import from_row
+from projections.readmodel import view_from_row
 from projections.view import Instant, WorkflowRun
 
 __all__ = [
@@ -176,7 +175,7 @@ class RunQueries(ABC):
     def runs(self, query: RunsQuery) -> RunsPage:
         """A page of runs, newest first; `nextCursor` is null on the last page."""
         rows = self._runs(query)
-        runs = [_run(row) for row in rows[: query.limit]]
+        runs = [view_from_row(row) for row in rows[: query.limit]]
         more = len(rows) > query.limit
         cursor = Position(runs[-1].created_at, runs[-1].id).encode() if more else None
         return RunsPage(runs=runs, next_cursor=cursor)
@@ -220,7 +219,7 @@ class RunQueries(ABC):
         rows = self._tree(query)
         if len(rows) > query.max_nodes:
             raise TooManyNodes(query, f"more than {query.max_nodes:,} runs")
-        runs = [_run(row) for row in rows]
+        runs = [view_from_row(row) for row in rows]
         root = next((run for run in runs if run.id == query.run_id), None)
         if root is None:
             where = "" if query.workspace_id is None else f" in workspace {query.workspace_id!r}"
@@ -238,29 +237,26 @@ class RunQueries(ABC):
     def stuck(self, query: StuckQuery) -> StuckRuns:
         """Open runs whose last event (`updatedAt`) is older than `idle_for`, the idlest first."""
         rows = self._stuck(query)
-        runs = [_run(row) for row in rows[: query.limit]]
+        runs = [view_from_row(row) for row in rows[: query.limit]]
         return StuckRuns(idle_since=query.idle_since, runs=runs, more=len(rows) > query.limit)
 
     @abstractmethod
-    def _runs(self, query: RunsQuery) -> list[Mapping[str, Any]]:
-        """Up to `limit + 1` rows after the cursor, newest first (ties by id, descending)."""
+    def _runs(self, query: RunsQuery) -> list[Sequence[Any]]:
+        """Up to `limit + 1` rows (their VIEW_COLUMNS, in order) after the cursor, newest
+        first (ties by id, descending)."""
 
     @abstractmethod
     def _stats(self, query: StatsQuery) -> StatsRows: ...
 
     @abstractmethod
-    def _tree(self, query: TreeQuery) -> list[Mapping[str, Any]]:
+    def _tree(self, query: TreeQuery) -> list[Sequence[Any]]:
         """The root's row and its descendants' in its workspace, up to `max_nodes + 1` rows;
         none if the root is not in the read model (or not in the workspace asked for)."""
 
     @abstractmethod
-    def _stuck(self, query: StuckQuery) -> list[Mapping[str, Any]]:
+    def _stuck(self, query: StuckQuery) -> list[Sequence[Any]]:
         """Up to `limit + 1` rows of open runs updated before `idle_since`, oldest
         `updated_at` first (ties by id)."""
-
-
-def _run(row: Mapping[str, Any]) -> WorkflowRun:
-    return to_view(from_row(row))
 
 
 def _node(run: WorkflowRun, children: Mapping[str | None, list[WorkflowRun]]) -> RunNode:

@@ -6,7 +6,7 @@ Every value is a parameter; the SQL text is built from fixed fragments and the t
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from itertools import groupby
 from typing import Any
@@ -25,8 +25,9 @@ from projections.queries import (
     StuckQuery,
     TreeQuery,
 )
-from projections.readmodel import TIME_COLUMNS
+from projections.readmodel import TIME_COLUMNS, VIEW_COLUMNS
 
+_VIEW_TIMES = [index for index, column in enumerate(VIEW_COLUMNS) if column in TIME_COLUMNS]
 _PREFIX = {Bucket.HOUR: len("2026-11-24T05"), Bucket.DAY: len("2026-11-24")}
 _NEWEST_FIRST = "ORDER BY created_at DESC, id DESC LIMIT :limit"
 _IDLEST_FIRST = "ORDER BY updated_at, id LIMIT :limit"
@@ -35,8 +36,9 @@ _IDLEST_FIRST = "ORDER BY updated_at, id LIMIT :limit"
 class SQLiteRunQueries(RunQueries):
     def __init__(self, datastore: SQLiteDatastore, *, table: str) -> None:
         self.datastore, self.table = datastore, table
+        self.columns = ", ".join(VIEW_COLUMNS)
 
-    def _runs(self, query: RunsQuery) -> list[Mapping[str, Any]]:
+    def _runs(self, query: RunsQuery) -> list[Sequence[Any]]:
         where = ["workspace_id = :workspace_id"]
         params: dict[str, Any] = {"workspace_id": query.workspace_id, "limit": query.limit + 1}
         for column, value in (
@@ -60,7 +62,7 @@ class SQLiteRunQueries(RunQueries):
         statuses = [status.value for status in query.statuses]
         return self._select(self._per_status(where, statuses, _NEWEST_FIRST), params, statuses)
 
-    def _stuck(self, query: StuckQuery) -> list[Mapping[str, Any]]:
+    def _stuck(self, query: StuckQuery) -> list[Sequence[Any]]:
         where = ["workspace_id = :workspace_id", "updated_at < :idle_since"]
         params = {
             "workspace_id": query.workspace_id,
@@ -75,9 +77,13 @@ class SQLiteRunQueries(RunQueries):
         every status alone, none serves `status IN (...)` in this order."""
         if len(statuses) <= 1:
             status = " AND status = :status_0" if statuses else ""
-            return f"SELECT * FROM {self.table} WHERE {' AND '.join(where)}{status} {order}"
+            return (
+                f"SELECT {self.columns} FROM {self.table} WHERE {' AND '.join(where)}{status} "
+                + order
+            )
         scans = [
-            f"SELECT * FROM (SELECT * FROM {self.table} WHERE {' AND '.join(where)} "
+            f"SELECT * FROM (SELECT {self.columns} FROM {self.table} "
+            f"WHERE {' AND '.join(where)} "
             f"AND status = :status_{index} {order})"
             for index in range(len(statuses))
         ]
@@ -85,20 +91,21 @@ class SQLiteRunQueries(RunQueries):
 
     def _select(
         self, statement: str, params: dict[str, Any], statuses: Sequence[str]
-    ) -> list[Mapping[str, Any]]:
+    ) -> list[Sequence[Any]]:
         params |= {f"status_{index}": status for index, status in enumerate(statuses)}
         with self.datastore.transaction(commit=False) as cursor:
             cursor.execute(statement, params)
             return [_decode(row) for row in cursor.fetchall()]
 
-    def _tree(self, query: TreeQuery) -> list[Mapping[str, Any]]:
+    def _tree(self, query: TreeQuery) -> list[Sequence[Any]]:
         scope = "" if query.workspace_id is None else "AND workspace_id = :workspace_id"
         statement = (
             "WITH RECURSIVE tree(id, workspace_id) AS ("
             f"SELECT id, workspace_id FROM {self.table} WHERE id = :run_id {scope} "
             f"UNION SELECT c.id, c.workspace_id FROM {self.table} AS c JOIN tree "
             "ON c.parent_run_id = tree.id AND c.workspace_id = tree.workspace_id) "
-            f"SELECT * FROM {self.table} WHERE id IN (SELECT id FROM tree LIMIT :limit)"
+            f"SELECT {self.columns} FROM {self.table} "
+            "WHERE id IN (SELECT id FROM tree LIMIT :limit)"
         )
         params: dict[str, Any] = {"run_id": query.run_id, "limit": query.max_nodes + 1}
         params["workspace_id"] = query.workspace_id
@@ -155,9 +162,9 @@ def _bucket_start(prefix: str) -> datetime:
     return datetime.fromisoformat(prefix + ("T00" if len(prefix) == 10 else "") + ":00+00:00")
 
 
-def _decode(row: Any) -> dict[str, Any]:
-    decoded = dict(row)
-    for column in TIME_COLUMNS:
-        if decoded[column] is not None:
-            decoded[column] = datetime.fromisoformat(decoded[column])
+def _decode(row: Sequence[Any]) -> list[Any]:
+    decoded = list(row)
+    for index in _VIEW_TIMES:
+        if decoded[index] is not None:
+            decoded[index] = datetime.fromisoformat(decoded[index])
     return decoded
