@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Collection, Iterator, Sequence
+from heapq import merge
 from typing import Any
 
 import psycopg
 from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
-from psycopg.sql import SQL, Composed, Identifier, Placeholder
+from psycopg.rows import tuple_row
+from psycopg.sql import SQL, Composed, Identifier, Literal, Placeholder
 
+from domain.status import RunStatus
 from projections.fold import RunState
 from projections.readmodel import (
     COLUMNS,
@@ -22,6 +25,18 @@ from projections.readmodel import (
     RunsView,
     from_row,
     to_row,
+)
+from projections.rollup import (
+    COUNT_COLUMNS,
+    CREATED_COLUMNS,
+    DAY_COLUMNS,
+    FINISHED_COLUMNS,
+    DayKey,
+    DayTallies,
+    Placement,
+    pack,
+    totals,
+    unpack,
 )
 
 COPY_THRESHOLD = 50
@@ -50,6 +65,8 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
         self.t = Composed([schema, SQL("."), Identifier(table)])
         self.events = Composed([schema, SQL("."), Identifier(events_table)])
         self.dead = Composed([schema, SQL("."), Identifier(f"{table}_dead_letters")])
+        self.days_name = f"{table}_days"
+        self.days = Composed([schema, SQL("."), Identifier(self.days_name)])
         token = secrets.token_hex(3)
         columns = SQL(", ").join(
             SQL("{} {}").format(Identifier(c), SQL(_TYPES.get(c, "text"))) for c in COLUMNS
@@ -70,7 +87,20 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
                 )
                 for name, spec in INDEXES
             ),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} (workspace_id text NOT NULL, "
+                "subject_id text NOT NULL, day date NOT NULL, {}, "
+                "durations bytea NOT NULL DEFAULT '', "
+                "CONSTRAINT {} PRIMARY KEY (workspace_id, day, subject_id))"
+            ).format(
+                self.days,
+                SQL(", ").join(
+                    SQL("{} bigint NOT NULL DEFAULT 0").format(Identifier(c)) for c in COUNT_COLUMNS
+                ),
+                Identifier(f"{self.days_name}_pkey_{token}"),
+            ),
         ]
+        self._rollup_statements()
         values = SQL(", ").join(
             SQL("{}::jsonb").format(Placeholder(c)) if c in JSON_COLUMNS else Placeholder(c)
             for c in COLUMNS
@@ -133,7 +163,10 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
                 if current != generation:
                     raise IntegrityError(f"the read model was rebuilt (generation {current})")
             if rows:
+                tallies = self._tallies(cursor, states)
                 self._upsert(cursor, rows)
+                if changes := tallies.rows():
+                    cursor.executemany(self.roll, self._merged(cursor, changes))
             if dead:
                 cursor.executemany(
                     SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING").format(
@@ -141,6 +174,153 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
                     ),
                     [(d.position, d.run_id, d.event_type, d.error, d.recorded_at) for d in dead],
                 )
+
+    def _rollup_statements(self) -> None:
+        columns = SQL(", ").join(map(Identifier, DAY_COLUMNS))
+        self.roll = SQL(
+            "INSERT INTO {days} AS d ({columns}) VALUES ({values}) "
+            "ON CONFLICT (workspace_id, day, subject_id) DO UPDATE SET {counts}, "
+            "durations = CASE WHEN length(excluded.durations) = 0 THEN d.durations "
+            "ELSE excluded.durations END"
+        ).format(
+            days=self.days,
+            columns=columns,
+            values=SQL(", ").join(Placeholder() * len(DAY_COLUMNS)),
+            counts=SQL(", ").join(
+                SQL("{0} = d.{0} + excluded.{0}").format(Identifier(c)) for c in COUNT_COLUMNS
+            ),
+        )
+        self.select_placed = SQL(
+            "SELECT id, version, workspace_id, subject_id, status, created_at, completed_at, "
+            "duration_ms FROM {} WHERE id = ANY(%s) FOR UPDATE"
+        ).format(self.t)
+        self.select_durations = SQL(
+            "SELECT workspace_id, subject_id, day, durations FROM {} WHERE (workspace_id, "
+            "subject_id, day) IN (SELECT * FROM unnest(%s::text[], %s::text[], %s::date[])) "
+            "FOR UPDATE"
+        ).format(self.days)
+        utc_day = "({} AT TIME ZONE 'UTC')::date"
+        created = [
+            SQL("(status = {})::int").format(Literal(c.removeprefix("created_")))
+            for c in CREATED_COLUMNS
+        ]
+        finished = [
+            SQL("(status = {})::int").format(Literal(c.removeprefix("finished_")))
+            for c in FINISHED_COLUMNS
+        ]
+        zeros = [SQL("0")]
+        contributions = SQL(
+            "SELECT workspace_id, subject_id, {created_day} AS day, {created}, {no_finished}, "
+            "NULL::bigint AS duration_ms FROM {t} UNION ALL "
+            "SELECT workspace_id, subject_id, {completed_day}, {no_created}, {finished}, "
+            "duration_ms FROM {t} WHERE completed_at IS NOT NULL"
+        ).format(
+            t=self.t,
+            created_day=SQL(utc_day.format("created_at")),
+            completed_day=SQL(utc_day.format("completed_at")),
+            created=SQL(", ").join(
+                SQL("{} AS {}").format(e, Identifier(c))
+                for e, c in zip(created, CREATED_COLUMNS, strict=True)
+            ),
+            finished=SQL(", ").join(finished),
+            no_created=SQL(", ").join(zeros * len(CREATED_COLUMNS)),
+            no_finished=SQL(", ").join(
+                SQL("0 AS {}").format(Identifier(c)) for c in FINISHED_COLUMNS
+            ),
+        )
+        self.recount = SQL(
+            "SELECT workspace_id, subject_id, day, {sums}, COALESCE(string_agg("
+            "int8send(duration_ms), '' ORDER BY duration_ms) FILTER (WHERE duration_ms IS NOT "
+            "NULL), '') "
+            "FROM ({contributions}) AS contributions GROUP BY 1, 2, 3"
+        ).format(
+            sums=SQL(", ").join(SQL("sum({})").format(Identifier(c)) for c in COUNT_COLUMNS),
+            contributions=contributions,
+        )
+
+    def _merged(self, cursor: Any, changes: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """The changes with their new durations merged into the days' stored ones."""
+        keys = [row[:3] for row in changes if row[-1]]
+        stored: dict[Any, tuple[int, ...]] = {}
+        if keys:
+            cursor.execute(
+                self.select_durations, [list(column) for column in zip(*keys, strict=True)]
+            )
+            stored = {
+                (row["workspace_id"], row["subject_id"], row["day"]): unpack(row["durations"])
+                for row in cursor.fetchall()
+            }
+        return [
+            (*row[:-1], pack(list(merge(stored.get(row[:3], ()), row[-1]))) if row[-1] else b"")
+            for row in changes
+        ]
+
+    def _tallies(self, cursor: Any, states: Sequence[RunState]) -> DayTallies:
+        """How writing these states moves the rollup (a state older than its row moves
+        nothing: the upsert will not write it)."""
+        cursor.execute(self.select_placed, ([state.id for state in states],))
+        rows = {row["id"]: row for row in cursor.fetchall()}
+        tallies = DayTallies()
+        for state in states:
+            row = rows.get(state.id)
+            if row is not None and row["version"] >= state.version:
+                continue
+            before = None
+            if row is not None:
+                before = Placement(
+                    row["workspace_id"],
+                    row["subject_id"],
+                    RunStatus(row["status"]),
+                    row["created_at"],
+                    row["completed_at"],
+                    row["duration_ms"],
+                )
+            tallies.move(before, Placement.of(state))
+        return tallies
+
+    def create_table(self) -> None:
+        """Creates what is missing; a rollup created beside existing rows (a read model from
+        before the rollup) is filled from them."""
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute("SELECT to_regclass(%s) AS oid", (self._days_regclass,))
+            row = cursor.fetchone()
+            fresh = row is None or row["oid"] is None
+        super().create_table()
+        if fresh:
+            self.refill_rollup()
+
+    @property
+    def _days_regclass(self) -> str:
+        return f'"{self.datastore.schema or "public"}"."{self.days_name}"'
+
+    def refill_rollup(self) -> None:
+        """Recounts the rollup from the rows (writers wait meanwhile)."""
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute(SQL("LOCK TABLE {} IN SHARE MODE").format(self.t))
+            cursor.execute(SQL("DELETE FROM {}").format(self.days))
+            cursor.execute(
+                SQL("INSERT INTO {} ({}) {}").format(
+                    self.days, SQL(", ").join(map(Identifier, DAY_COLUMNS)), self.recount
+                )
+            )
+
+    def rollup_disagreements(self) -> list[tuple[DayKey, Any, Any]]:
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(SQL("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+            rows = cursor.connection.cursor(row_factory=tuple_row)
+            rows.execute(
+                SQL("SELECT {} FROM {}").format(
+                    SQL(", ").join(map(Identifier, DAY_COLUMNS)), self.days
+                )
+            )
+            stored = totals(rows.fetchall())
+            rows.execute(self.recount)
+            recounted = totals(rows.fetchall())
+        return [
+            (key, stored.get(key), recounted.get(key))
+            for key in sorted(stored.keys() | recounted.keys())
+            if stored.get(key) != recounted.get(key)
+        ]
 
     def _upsert(self, cursor: Any, rows: list[dict[str, Any]]) -> None:
         """Many rows: COPY into a temporary table, then one INSERT ... ON CONFLICT; a few rows:
@@ -201,6 +381,7 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
     def reset(self) -> None:
         with self.datastore.transaction(commit=True) as cursor:
             cursor.execute(SQL("DROP TABLE IF EXISTS {}").format(self.t))
+            cursor.execute(SQL("DROP TABLE IF EXISTS {}").format(self.days))
             cursor.execute(
                 SQL("DELETE FROM {} WHERE application_name = %s").format(self._tracking_table()),
                 (self.application_name,),
@@ -223,7 +404,12 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
                 return False
             generation = (positions.get(live.generation_name) or 0) + 1
             live_dead = f"{live.table}_dead_letters"
-            for source, target in ((self.t, live.table), (self.dead, live_dead)):
+            live_days = f"{live.table}_days"
+            for source, target in (
+                (self.t, live.table),
+                (self.dead, live_dead),
+                (self.days, live_days),
+            ):
                 cursor.execute(
                     SQL("DROP TABLE IF EXISTS {}").format(
                         Composed([self.schema, SQL("."), Identifier(target)])

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import repeat
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -146,12 +148,32 @@ class DurationRow:
     """One value for each of PERCENTILES, in order."""
 
     @classmethod
-    def of(cls, subject_id: str | None, ascending: Sequence[int]) -> DurationRow:
-        """From every duration, in ascending order (at least one)."""
-        n = len(ascending)
+    def of(cls, subject_id: str | None, parts: Sequence[Sequence[int]]) -> DurationRow:
+        """From every duration, given as parts each in ascending order (at least one value
+        in all), without merging the parts."""
+        parts = [part for part in parts if part]
+        n = sum(map(len, parts))
         ranks = (max(1, math.ceil(p * n)) for p in PERCENTILES)
-        values = tuple(ascending[rank - 1] for rank in ranks)
-        return cls(subject_id, n, sum(ascending), ascending[-1], values)
+        values = tuple(_ranked(parts, rank) for rank in ranks)
+        return cls(subject_id, n, sum(map(sum, parts)), max(part[-1] for part in parts), values)
+
+
+def _ranked(parts: Sequence[Sequence[int]], rank: int) -> int:
+    """The value of that rank (from 1) among the values of ascending parts: the smallest v
+    with at least `rank` values <= v, found by bisecting the values, not by merging."""
+    if len(parts) == 1:
+        return parts[0][rank - 1]
+    # Bounds: each part's own value at the same fraction, one place either side.
+    fraction = rank / sum(map(len, parts))
+    high = max(part[min(len(part), math.ceil(fraction * len(part))) - 1] for part in parts)
+    low = min(part[max(0, math.floor(fraction * len(part)) - 1)] for part in parts)
+    while low < high:
+        middle = (low + high) // 2
+        if sum(map(bisect_right, parts, repeat(middle))) >= rank:
+            high = middle
+        else:
+            low = middle + 1
+    return low
 
 
 @dataclass(frozen=True)

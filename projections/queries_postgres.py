@@ -7,6 +7,10 @@ Every value is a parameter; the SQL is composed with psycopg.sql from fixed frag
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime, time, timedelta
+from functools import partial
+from itertools import chain, groupby
+from operator import itemgetter
 from typing import Any
 
 from eventsourcing.postgres import PostgresDatastore
@@ -15,7 +19,7 @@ from psycopg.sql import SQL, Composable, Composed, Identifier
 
 from domain.status import OPEN_STATUSES
 from projections.queries import (
-    PERCENTILES,
+    Bucket,
     DurationRow,
     RunQueries,
     RunsQuery,
@@ -25,6 +29,7 @@ from projections.queries import (
     TreeQuery,
 )
 from projections.readmodel import JSON_COLUMNS, VIEW_COLUMNS
+from projections.rollup import CREATED_COLUMNS, FINISHED_COLUMNS, unpack
 
 _NEWEST_FIRST = SQL("ORDER BY created_at DESC, id DESC LIMIT %(limit)s")
 _IDLEST_FIRST = SQL("ORDER BY updated_at, id LIMIT %(limit)s")
@@ -34,7 +39,9 @@ _SNAPSHOT = SQL("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 class PostgresRunQueries(RunQueries):
     def __init__(self, datastore: PostgresDatastore, *, table: str) -> None:
         self.datastore = datastore
-        self.t = Composed([Identifier(datastore.schema or "public"), SQL("."), Identifier(table)])
+        schema = Identifier(datastore.schema or "public")
+        self.t = Composed([schema, SQL("."), Identifier(table)])
+        self.days = Composed([schema, SQL("."), Identifier(f"{table}_days")])
         self.columns = SQL(", ").join(
             SQL("{0}::text AS {0}").format(Identifier(c)) if c in JSON_COLUMNS else Identifier(c)
             for c in VIEW_COLUMNS
@@ -111,62 +118,133 @@ class PostgresRunQueries(RunQueries):
         return self._select(statement, params, ())
 
     def _stats(self, query: StatsQuery) -> StatsRows:
+        """Durations over whole UTC days inside the window come from the daily rollup
+        (projections/rollup.py), and so do counts and buckets when buckets are days; the rest
+        of the window comes from the rows. Every part from one snapshot."""
+        days = _whole_days(query.start, query.end)
+        edges = [(query.start, query.end)]
+        if days is not None:
+            edges = [(a, b) for a, b in ((query.start, days[0]), (days[1], query.end)) if a < b]
+        daily = query.bucket is Bucket.DAY and days is not None
+        counted = edges if daily else [(query.start, query.end)]
         params: dict[str, Any] = {
             "workspace_id": query.workspace_id,
-            "start": query.start,
-            "end": query.end,
+            "subject_id": query.subject_id,
             "step": query.bucket.step,
             "origin": query.bucket.floor(query.start),
-            "subject_id": query.subject_id,
-            "fractions": list(PERCENTILES),
         }
-        subject = SQL("" if query.subject_id is None else "AND subject_id = %(subject_id)s")
-        created = SQL(
-            "FROM {} WHERE workspace_id = %(workspace_id)s "
-            "AND created_at >= %(start)s AND created_at < %(end)s {}"
-        ).format(self.t, subject)
-        finished = SQL(
-            "FROM {} WHERE workspace_id = %(workspace_id)s "
-            "AND completed_at >= %(start)s AND completed_at < %(end)s {}"
-        ).format(self.t, subject)
+        counts: list[tuple[str, str, int]] = []
+        per_bucket: list[tuple[datetime, int]] = []
+        parts: dict[str, list[Sequence[int]]] = {}
         with self.datastore.transaction(commit=False) as cursor:
-            cursor.execute(_SNAPSHOT)  # the four answers from one snapshot
-            cursor.execute(
-                SQL("SELECT subject_id, status, count(*) AS n {} GROUP BY 1, 2").format(created),
-                params,
-            )
-            counts = [(row["subject_id"], row["status"], row["n"]) for row in cursor]
-            cursor.execute(
-                SQL(
-                    "SELECT date_bin(%(step)s, created_at, %(origin)s) AS bucket, count(*) AS n "
-                    "{} GROUP BY 1"
-                ).format(created),
-                params,
-            )
-            per_bucket = [(row["bucket"], row["n"]) for row in cursor]
-            cursor.execute(
-                SQL(
-                    "SELECT date_bin(%(step)s, completed_at, %(origin)s) AS bucket, status, "
-                    "count(*) AS n {} GROUP BY 1, 2"
-                ).format(finished),
-                params,
-            )
-            ended = [(row["bucket"], row["status"], row["n"]) for row in cursor]
-            cursor.execute(
-                SQL(
-                    "SELECT CASE WHEN GROUPING(subject_id) = 0 THEN subject_id END AS subject, "
-                    "count(*) AS n, sum(duration_ms) AS total, max(duration_ms) AS top, "
-                    "percentile_disc(%(fractions)s::float8[]) WITHIN GROUP "
-                    "(ORDER BY duration_ms) AS ps "
-                    "{} AND duration_ms IS NOT NULL GROUP BY GROUPING SETS ((), (subject_id))"
-                ).format(finished),
-                params,
-            )
-            durations = [
-                DurationRow(
-                    row["subject"], row["n"], int(row["total"]), row["top"], tuple(row["ps"])
-                )
-                for row in cursor
-                if row["n"]
-            ]
+            cursor.execute(_SNAPSHOT)
+            rows = partial(self._rows, cursor, query, params)
+            for subject, status, bucket, n in rows(_CREATED, "created_at", counted):
+                counts.append((subject, status, n))
+                per_bucket.append((bucket, n))
+            ended = [tuple(row) for row in rows(_FINISHED, "completed_at", counted)]
+            for subject, group in groupby(rows(_TIMED, "completed_at", edges), key=itemgetter(0)):
+                parts[subject] = [[duration for _, duration in group]]
+            for subject, day, *figures in self._days(cursor, query, days):
+                tally = dict(zip(_FIGURES, figures, strict=True))
+                if tally["durations"]:
+                    parts.setdefault(subject, []).append(unpack(tally["durations"]))
+                if not daily:
+                    continue
+                start = datetime.combine(day, time(), UTC)
+                counts += [
+                    (subject, column.removeprefix("created_"), tally[column])
+                    for column in CREATED_COLUMNS
+                    if tally[column]
+                ]
+                per_bucket.append((start, sum(tally[column] for column in CREATED_COLUMNS)))
+                ended += [
+                    (start, column.removeprefix("finished_"), tally[column])
+                    for column in FINISHED_COLUMNS
+                    if tally[column]
+                ]
+        # Each subject's parts merged (C's sort merges ascending runs), then all subjects'
+        # ranked without merging: 4.8 ms rather than 6 over a month of a busy workspace.
+        merged = {subject: sorted(chain.from_iterable(mine)) for subject, mine in parts.items()}
+        durations = [DurationRow.of(subject, [mine]) for subject, mine in merged.items()]
+        if durations:
+            durations.append(DurationRow.of(None, list(merged.values())))
         return StatsRows(counts, durations, per_bucket, ended)
+
+    def _rows(
+        self,
+        cursor: Any,
+        query: StatsQuery,
+        params: dict[str, Any],
+        select: str,
+        column: str,
+        windows: Sequence[tuple[datetime, datetime]],
+    ) -> list[Sequence[Any]]:
+        """A query over the rows of the workspace (and subject) whose `column` falls in one
+        of the windows: one index range a window."""
+        if not windows:
+            return []
+        subject = "" if query.subject_id is None else " AND subject_id = %(subject_id)s"
+        ranges = []
+        for index, (start, end) in enumerate(windows):
+            params |= {f"start_{index}": start, f"end_{index}": end}
+            ranges.append(
+                SQL(
+                    "SELECT * FROM {t} WHERE workspace_id = %(workspace_id)s{subject} "
+                    "AND {column} >= %({start})s AND {column} < %({end})s"
+                ).format(
+                    t=self.t,
+                    subject=SQL(subject),
+                    column=Identifier(column),
+                    start=SQL(f"start_{index}"),
+                    end=SQL(f"end_{index}"),
+                )
+            )
+        rows = cursor.connection.cursor(row_factory=tuple_row, binary=True)
+        rows.execute(SQL(select).format(rows=SQL(" UNION ALL ").join(ranges)), params)
+        return list(rows.fetchall())
+
+    def _days(
+        self, cursor: Any, query: StatsQuery, days: tuple[datetime, datetime] | None
+    ) -> list[Sequence[Any]]:
+        """The rollup's rows of the workspace (and subject) for those days: subject, day,
+        then _FIGURES."""
+        if days is None:
+            return []
+        subject = "" if query.subject_id is None else " AND subject_id = %s"
+        statement = SQL(
+            "SELECT subject_id, day, {} FROM {} WHERE workspace_id = %s "
+            "AND day >= %s AND day < %s{}"
+        ).format(SQL(", ").join(map(Identifier, _FIGURES)), self.days, SQL(subject))
+        params: list[Any] = [query.workspace_id, days[0].date(), days[1].date()]
+        if query.subject_id is not None:
+            params.append(query.subject_id)
+        rows = cursor.connection.cursor(row_factory=tuple_row, binary=True)
+        rows.execute(statement, params)
+        return list(rows.fetchall())
+
+
+_FIGURES = (*CREATED_COLUMNS, *FINISHED_COLUMNS, "durations")
+"""The rollup's columns that `stats` reads, after subject and day."""
+
+_CREATED = (
+    "SELECT subject_id, status, date_bin(%(step)s, created_at, %(origin)s) AS bucket, "
+    "count(*) AS n FROM ({rows}) AS r GROUP BY 1, 2, 3"
+)
+_FINISHED = (
+    "SELECT date_bin(%(step)s, completed_at, %(origin)s) AS bucket, status, count(*) AS n "
+    "FROM ({rows}) AS r GROUP BY 1, 2"
+)
+_TIMED = (
+    "SELECT subject_id, duration_ms FROM ({rows}) AS r WHERE duration_ms IS NOT NULL "
+    "ORDER BY subject_id, duration_ms"
+)
+
+
+def _whole_days(start: datetime, end: datetime) -> tuple[datetime, datetime] | None:
+    """The whole UTC days within [start, end), as [first midnight, last midnight), if any."""
+    first = Bucket.DAY.floor(start)
+    if first < start:
+        first += timedelta(days=1)
+    last = Bucket.DAY.floor(end)
+    return (first, last) if first < last else None

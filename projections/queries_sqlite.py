@@ -150,11 +150,12 @@ def _durations(rows: list[tuple[str, int]]) -> list[DurationRow]:
     """Every subject's and all of them, from (subject, duration) in that order."""
     if not rows:
         return []
-    found = [
-        DurationRow.of(subject, [duration for _, duration in group])
+    parts = [
+        (subject, [duration for _, duration in group])
         for subject, group in groupby(rows, key=lambda row: row[0])
     ]
-    return [*found, DurationRow.of(None, sorted(duration for _, duration in rows))]
+    found = [DurationRow.of(subject, [part]) for subject, part in parts]
+    return [*found, DurationRow.of(None, [part for _, part in parts])]
 
 
 def _bucket_start(prefix: str) -> datetime:

@@ -265,6 +265,11 @@ class RunsView(TrackingRecorder, ABC):
     def wait_for_news(self, timeout: float) -> None:
         """Blocks until new events may have been recorded, or the timeout passes."""
 
+    def rollup_disagreements(self) -> list[tuple[Any, Any, Any]]:
+        """(day key, stored, recounted from the rows) wherever the daily rollup that `stats`
+        reads (projections/rollup.py) disagrees with the rows; SQLite keeps none."""
+        return []
+
     @abstractmethod
     def events_of(self, run_ids: Collection[str], position: int) -> Iterator[Any]:
         """The stored events of those runs at or before the position, in run and version

@@ -21,6 +21,9 @@ from domain.errors import RunLedgerError
 from domain.events import RunEvent
 from projections.fold import fold
 from projections.readmodel import COLUMNS, JSON_COLUMNS, RunsView, to_row
+from projections.rollup import COUNT_COLUMNS
+
+ROLLUP_FIGURES = (*COUNT_COLUMNS, "durations")
 
 PAGE = 500
 
@@ -72,6 +75,9 @@ def verify(
         after = page[-1]
     for run_id in view.run_ids_without_events(position):
         yield Disagreement(run_id, "(row)", "present", "no events")
+    for key, stored, recounted in view.rollup_disagreements():
+        name = "/".join(map(str, key))  # workspace/subject/day
+        yield Disagreement(name, "(daily rollup)", _listed(stored), _listed(recounted))
 
 
 def _compare(
@@ -93,6 +99,12 @@ def _same(column: str, stored: Any, replayed: Any) -> bool:
             return False
         return payload.same(as_json[0], as_json[1])
     return type(stored) is type(replayed) and bool(stored == replayed)
+
+
+def _listed(tally: tuple[Any, ...] | None) -> Any:
+    if tally is None:
+        return None
+    return dict(zip(ROLLUP_FIGURES, [*tally[:-1], list(tally[-1])], strict=True))  # unpacked
 
 
 def _printable(column: str, value: Any) -> Any:

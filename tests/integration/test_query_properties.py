@@ -38,20 +38,36 @@ SPREAD_MS = 3 * 24 * 3600 * 1000
 SUBJECTS = ("wf_a", "wf_b", "wf_c")
 NOW = T0 + timedelta(days=10)
 MAX_PAGES = 100
-moments = st.integers(min_value=-3600, max_value=SPREAD_MS // 1000 + 7200).map(
+moments = st.integers(min_value=-6 * 3600, max_value=SPREAD_MS // 1000 + 7200).map(
     lambda seconds: T0 + timedelta(seconds=seconds)
+)
+window_lengths = st.integers(min_value=1, max_value=6 * 3600 * 1000) | st.integers(
+    min_value=24 * 3600 * 1000, max_value=4 * 24 * 3600 * 1000
+)
+"""Windows of a few hours, and windows holding whole UTC days (which PostgreSQL answers
+partly from its daily rollup)."""
+days_before_midnight = st.builds(
+    lambda days, ms: T0.replace(hour=0) + timedelta(days=days, milliseconds=-ms),
+    st.integers(min_value=0, max_value=2),
+    st.integers(min_value=0, max_value=3600 * 1000),
 )
 TERMINAL_FIELDS = {"completed": "completed", "failed": "failed"}
 TERMINAL_FIELDS |= {"cancelled": "cancelled", "timed_out": "timedOut"}
 
 
 @st.composite
-def workspaces_of_runs(draw: st.DrawFn, prefix: str) -> list[RunState]:
-    """Folded runs in two workspaces, `{prefix}ws_a` and `{prefix}ws_b`."""
+def workspaces_of_runs(
+    draw: st.DrawFn, prefix: str, earlier: list[RunState] | None = None
+) -> list[RunState]:
+    """Folded runs in two workspaces, `{prefix}ws_a` and `{prefix}ws_b`; for some runs, a
+    state from part of their history is added to `earlier`, if given."""
     states: list[RunState] = []
     for index in range(draw(st.integers(min_value=1, max_value=10))):
         history = draw(strategies.lifecycles(max_steps=4))
-        shift = timedelta(milliseconds=draw(st.integers(min_value=0, max_value=SPREAD_MS)))
+        shift = timedelta(  # spread over three UTC days
+            days=draw(st.integers(min_value=0, max_value=2)),
+            milliseconds=draw(st.integers(min_value=0, max_value=SPREAD_MS // 3)),
+        )
         workspace = prefix + draw(st.sampled_from(["ws_a", "ws_b"]))
         candidates = [s.id for s in states if s.workspace_id == workspace]
         parent = draw(st.none() | st.sampled_from(candidates)) if candidates else None
@@ -67,7 +83,11 @@ def workspaces_of_runs(draw: st.DrawFn, prefix: str) -> list[RunState]:
             "parentRunId": parent,
         }
         lines[0] = {key: value for key, value in lines[0].items() if value is not None}
-        states.append(fold(events_from(lines, now=NOW)))
+        events = events_from(lines, now=NOW)
+        cut = draw(st.integers(min_value=0, max_value=len(events) - 1))
+        if earlier is not None and cut:
+            earlier.append(fold(events[:cut]))
+        states.append(fold(events))
     if draw(st.booleans()):  # a child in another workspace: the contract forbids it, and
         adopter = draw(st.sampled_from(states))  # no answer may follow it there
         foreign = replace(draw(st.sampled_from(states)), id=f"{prefix}foreign")
@@ -268,9 +288,12 @@ def test_stats_equal_the_counts_percentiles_and_buckets_of_the_folded_runs(
     @given(data=st.data())
     def stats_equal_the_fold(data: st.DataObject) -> None:
         prefix = next(prefixes)
-        states = data.draw(workspaces_of_runs(prefix), label="runs")
+        earlier: list[RunState] = []  # written first, so the rows (and the rollup) move
+        states = data.draw(workspaces_of_runs(prefix, earlier), label="runs")
+        written(view, earlier)
         written(view, states)
-        start, end = sorted(data.draw(st.lists(moments, min_size=2, max_size=2, unique=True)))
+        start = data.draw(moments | days_before_midnight)
+        end = start + timedelta(milliseconds=data.draw(window_lengths))
         query = StatsQuery(
             workspace_id=prefix + data.draw(st.sampled_from(["ws_a", "ws_b"])),
             start=start,
