@@ -241,7 +241,7 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
     def _merged(self, cursor: Any, changes: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         """The changes with their new durations merged into the days' stored ones."""
         keys = [row[:3] for row in changes if row[-1]]
-        stored: dict[Any, tuple[int, ...]] = {}
+        stored: dict[Any, list[int]] = {}
         if keys:
             cursor.execute(
                 self.select_durations, [list(column) for column in zip(*keys, strict=True)]

@@ -144,17 +144,21 @@ class DurationRow:
     count: int
     total: int
     max: int
-    percentiles: tuple[int, ...]
-    """One value for each of PERCENTILES, in order."""
+    percentiles: dict[float, int]
+    """The value at each fraction asked for (all of PERCENTILES unless fewer were asked)."""
 
     @classmethod
-    def of(cls, subject_id: str | None, parts: Sequence[Sequence[int]]) -> DurationRow:
+    def of(
+        cls,
+        subject_id: str | None,
+        parts: Sequence[Sequence[int]],
+        fractions: Sequence[float] = PERCENTILES,
+    ) -> DurationRow:
         """From every duration, given as parts each in ascending order (at least one value
         in all), without merging the parts."""
         parts = [part for part in parts if part]
         n = sum(map(len, parts))
-        ranks = (max(1, math.ceil(p * n)) for p in PERCENTILES)
-        values = tuple(_ranked(parts, rank) for rank in ranks)
+        values = {p: _ranked(parts, max(1, math.ceil(p * n))) for p in fractions}
         return cls(subject_id, n, sum(map(sum, parts)), max(part[-1] for part in parts), values)
 
 
@@ -210,7 +214,7 @@ class RunQueries(ABC):
             counts[status] += n
             tally = subjects.setdefault(subject, dict.fromkeys(counts, 0))
             tally[status] += n
-        p95 = {d.subject_id: d.percentiles[PERCENTILES.index(0.95)] for d in rows.durations}
+        p95 = {d.subject_id: d.percentiles[0.95] for d in rows.durations}
         for row in rows.durations:  # subjects with runs finished, but none created, in the window
             if row.subject_id is not None:
                 subjects.setdefault(row.subject_id, dict.fromkeys(counts, 0))
@@ -302,7 +306,7 @@ def _terminal(counts: Mapping[str, int]) -> dict[str, int]:
 def _durations(row: DurationRow | None) -> DurationStats:
     if row is None:
         return DurationStats(count=0, p50=None, p95=None, p99=None, max=None, mean=None)
-    p50, p95, p99 = row.percentiles
+    p50, p95, p99 = (row.percentiles[p] for p in PERCENTILES)
     mean = (2 * row.total + row.count) // (2 * row.count)  # half up, exactly
     return DurationStats(count=row.count, p50=p50, p95=p95, p99=p99, max=row.max, mean=mean)
 

@@ -416,6 +416,24 @@ class _Recorder:
     def __iter__(self) -> Iterator[Any]:
         return iter(self.cursor)
 
+    @property
+    def connection(self) -> Any:
+        return _Connection(self.cursor.connection, self.owner)
+
+
+@dataclass
+class _Connection:
+    """The cursor's connection, whose own cursors (binary, tuples) record too."""
+
+    connection: Any
+    owner: Explaining
+
+    def cursor(self, **options: Any) -> _Recorder:
+        return _Recorder(self.connection.cursor(**options), self.owner)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.connection, name)
+
 
 def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
     yield plan
