@@ -3,15 +3,21 @@
 Commands are decided in order, each against its own run as the commands before it left it
 (so per-run order holds), and a rejected command changes nothing for the others. The runs
 that accepted commands are then saved in one transaction by the caller.
+
+A first attempt may trust what the process already knows instead of reading the store: the
+runs it saved or read last (`known`), and that a run it is asked to create, and does not
+know, does not exist yet. Saving proves such decisions right, since the store refuses an
+event whose version is taken; when it refuses, the caller decides again from the store. A
+rejection or a no-op proves nothing, so a trusting attempt that made one is marked
+`unsure`, and the caller decides that group again from the store before answering.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import cast
 
-from eventsourcing.application import project_aggregate
 from eventsourcing.persistence import Mapper, StoredEvent
 
 from domain.commands import AnyCommand, CreateRun
@@ -25,12 +31,27 @@ Loader = Callable[[Collection[str]], dict[str, list[StoredEvent]]]
 
 
 class Decisions:
-    def __init__(self, load: Loader, mapper: Mapper[str], run_ids: Collection[str]) -> None:
-        self._mapper = mapper
-        self._events = {
-            run_id: [cast(RunEvent, mapper.to_domain_event(e)) for e in stored]
-            for run_id, stored in load(run_ids).items()
-        }
+    def __init__(
+        self,
+        load: Loader,
+        mapper: Mapper[str],
+        run_ids: Collection[str],
+        *,
+        known: Mapping[str, Sequence[RunEvent]] | None = None,
+        new: Collection[str] = (),
+    ) -> None:
+        """`run_ids`: the runs the commands name; `known`: events trusted rather than read;
+        `new`: runs to be created, trusted not to exist unless known."""
+        known = known or {}
+        trusted = {run_id: known[run_id] for run_id in run_ids if run_id in known}
+        absent = {run_id for run_id in new if run_id not in trusted}
+        wanted = [run_id for run_id in run_ids if run_id not in trusted and run_id not in absent]
+        self._events: dict[str, Sequence[RunEvent]] = dict(trusted)
+        if wanted:
+            for run_id, stored in load(wanted).items():
+                self._events[run_id] = [cast(RunEvent, mapper.to_domain_event(e)) for e in stored]
+        self.trusting = bool(trusted or absent)
+        self.unsure = False
         self._runs: dict[str, Run] = {}
         self._states: dict[str, RunState] = {}
         self.changed: dict[str, Run] = {}
@@ -45,16 +66,28 @@ class Decisions:
             before = len(run.pending_events)
             if run.execute(command, now):
                 self._advance(run_id, run.pending_events[before:])
+            else:
+                self.unsure = self.trusting  # a no-op: proved by nothing that is saved
             return self._state(run_id)
         except RunLedgerError as rejection:
+            self.unsure = self.trusting
             return rejection
 
     def appended(self) -> list[Run]:
         return list(self.changed.values())
 
+    def histories(self) -> dict[str, list[RunEvent]]:
+        """Every run decided on, with the events it will have once the appended are saved."""
+        histories = {run_id: list(events) for run_id, events in self._events.items() if events}
+        for run_id, run in self.changed.items():
+            appended = cast(list[RunEvent], run.pending_events)
+            histories[run_id] = [*histories.get(run_id, ()), *appended]
+        return histories
+
     def _create(self, command: CreateRun, run_id: str, now: datetime) -> RunState:
         existing = self._run(run_id)
         if existing is not None:
+            self.unsure = self.trusting  # an answer from what is known, not from what is saved
             existing.check_same_create(command)
             return self._state(run_id)
         parent = None if command.parent_run_id is None else self._run(command.parent_run_id)
@@ -69,7 +102,10 @@ class Decisions:
             events = self._events.get(run_id)
             if not events:
                 return None
-            self._runs[run_id] = cast(Run, project_aggregate(None, events))
+            run = None
+            for event in events:  # the library's project_aggregate, less its protocol check
+                run = event.mutate(run)
+            self._runs[run_id] = cast(Run, run)
         return self._runs[run_id]
 
     def _state(self, run_id: str) -> RunState:

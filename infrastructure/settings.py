@@ -99,5 +99,7 @@ def _postgres_env(url: str) -> dict[str, str]:
         "POSTGRES_MAX_OVERFLOW": "8",
         # Never the database functions: with them a reader tailing the log can miss events.
         "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
+        # The library's recorder, its inserts sent in one round trip (same lock, same NOTIFY).
+        "APPLICATION_RECORDER_TOPIC": "infrastructure.eventstore:OneTripRecorder",
         "CREATE_TABLE": "n",  # see infrastructure/postgres.py
     }

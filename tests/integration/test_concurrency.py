@@ -83,3 +83,41 @@ def test_of_two_racing_endings_exactly_one_wins(database_url: str) -> None:
         events = ledger.history("run_1")
     assert sorted(answers[0] for answers in outcomes) == ["illegal_transition", "v3"]
     assert len(events) == 3
+
+
+# Two processes on one store: what one ledger knows may be stale --------------------------------
+
+
+def outcome(ledger: Ledger, data: dict[str, object]) -> str:
+    try:
+        return f"v{ledger.submit(data).version}"
+    except RunLedgerError as error:
+        return error.code
+
+
+def test_a_ledger_answers_from_the_store_once_another_ledger_changed_a_run_it_knows(
+    database_url: str,
+) -> None:
+    with Ledger(database_url) as mine, Ledger(database_url) as theirs:
+        mine.submit(create())
+        mine.submit(command("start"))  # mine now decides run_1 without reading it
+        theirs.submit(command("pause"))
+
+        resumed = outcome(mine, command("resume"))  # legal only from the pause it has not seen
+        theirs.submit(command("complete", output={"ok": True}))
+        paused = outcome(mine, command("pause"))  # it still believes the run is running
+        theirs.submit(create("run_2", idempotencyKey="k-2"))
+        recreated = outcome(mine, create("run_2", idempotencyKey="k-2"))  # the same create
+        changed = outcome(mine, create("run_2", subjectId="wf_other"))  # a different one
+        theirs.submit(create("run_3"))
+        theirs.submit(command("start", "run_3"))
+        mine.submit(command("wait", "run_3"))  # mine learns run_3 at version 3
+        theirs.submit(command("resume", "run_3", idempotencyKey="r-1"))
+        replayed = outcome(mine, command("resume", "run_3", idempotencyKey="r-1"))
+
+        events = mine.history("run_1")
+    assert resumed == "v4"
+    assert paused == "illegal_transition"
+    assert (recreated, changed) == ("v1", "conflict")
+    assert replayed == "v4"
+    assert [event.originator_version for event in events] == [1, 2, 3, 4, 5]
