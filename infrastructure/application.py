@@ -24,7 +24,7 @@ from domain.errors import Conflict, RunLedgerError, RunNotFound
 from domain.events import RunEvent
 from domain.run import Run
 from infrastructure import eventstore, postgres
-from infrastructure.decisions import Decisions, Outcome
+from infrastructure.decisions import Decisions, Known, Outcome
 from infrastructure.group_commit import GroupCommit
 from infrastructure.settings import Database, parse_database_url
 from projections.fold import RunState, fold, step, to_view
@@ -60,7 +60,7 @@ class Ledger(Application[str]):
         self._cache: OrderedDict[str, RunState] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._rendered: dict[str, tuple[int, str]] = {}
-        self._known: OrderedDict[str, list[RunEvent]] = OrderedDict()
+        self._known: OrderedDict[str, Known] = OrderedDict()
         self._known_lock = threading.Lock()
         super().__init__(env=self.database.env)
         sqlite_file = self.env.get("SQLITE_DBNAME") if self.database.backend == "sqlite" else None
@@ -223,7 +223,7 @@ class Ledger(Application[str]):
                 forgotten, _ = self._cache.popitem(last=False)
                 self._rendered.pop(forgotten, None)
 
-    def _learn(self, histories: Mapping[str, list[RunEvent]]) -> None:
+    def _learn(self, histories: Mapping[str, Known]) -> None:
         """Keeps the runs' events as just saved (or read), for the next group to trust."""
         with self._known_lock:
             for run_id, events in histories.items():

@@ -19,7 +19,7 @@ from domain.errors import InvalidCommand, RunLedgerError
 from domain.status import Command
 from infrastructure import batch, cli_audit, cli_dashboard, cli_projection, cli_service
 from infrastructure.application import Ledger
-from infrastructure.output import reject, write_json
+from infrastructure.output import reject, write_json, write_json_lines
 from infrastructure.settings import database_url, parse_database_url
 from projections.fold import fold, to_extended, to_view, until
 
@@ -144,9 +144,9 @@ def _apply(ledger: Ledger, args: argparse.Namespace) -> int:
     rejected = 0
     with batch.open_input(args.file) as stream:
         for number, group in enumerate(batch.line_groups(stream.fileno())):
-            for result in batch.answers(ledger, group, first=number == 0):
-                rejected += not result["ok"]
-                write_json(sys.stdout, result)
+            results = batch.answers(ledger, group, first=number == 0)
+            rejected += sum(not result["ok"] for result in results)
+            write_json_lines(sys.stdout, results)  # a group's answers in one write
     return EXIT_REJECTED if rejected else EXIT_OK
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
-from typing import cast
+from typing import NamedTuple, cast
 
 from eventsourcing.persistence import Mapper, StoredEvent
 
@@ -27,6 +27,15 @@ from domain.run import Run, check_parent
 from projections.fold import RunState, fold, step
 
 Outcome = RunState | RunLedgerError
+
+
+class Known(NamedTuple):
+    """A run as this process last saved or read it."""
+
+    events: list[RunEvent]
+    state: RunState
+
+
 Loader = Callable[[Collection[str]], dict[str, list[StoredEvent]]]
 
 
@@ -37,23 +46,23 @@ class Decisions:
         mapper: Mapper[str],
         run_ids: Collection[str],
         *,
-        known: Mapping[str, Sequence[RunEvent]] | None = None,
+        known: Mapping[str, Known] | None = None,
         new: Collection[str] = (),
     ) -> None:
-        """`run_ids`: the runs the commands name; `known`: events trusted rather than read;
+        """`run_ids`: the runs the commands name; `known`: runs trusted rather than read;
         `new`: runs to be created, trusted not to exist unless known."""
         known = known or {}
         trusted = {run_id: known[run_id] for run_id in run_ids if run_id in known}
         absent = {run_id for run_id in new if run_id not in trusted}
         wanted = [run_id for run_id in run_ids if run_id not in trusted and run_id not in absent]
-        self._events: dict[str, Sequence[RunEvent]] = dict(trusted)
+        self._events: dict[str, Sequence[RunEvent]] = {r: k.events for r, k in trusted.items()}
+        self._states: dict[str, RunState] = {r: k.state for r, k in trusted.items()}
         if wanted:
             for run_id, stored in load(wanted).items():
                 self._events[run_id] = [cast(RunEvent, mapper.to_domain_event(e)) for e in stored]
         self.trusting = bool(trusted or absent)
         self.unsure = False
         self._runs: dict[str, Run] = {}
-        self._states: dict[str, RunState] = {}
         self.changed: dict[str, Run] = {}
 
     def decide(self, command: AnyCommand, run_id: str, now: datetime) -> Outcome:
@@ -76,12 +85,17 @@ class Decisions:
     def appended(self) -> list[Run]:
         return list(self.changed.values())
 
-    def histories(self) -> dict[str, list[RunEvent]]:
-        """Every run decided on, with the events it will have once the appended are saved."""
-        histories = {run_id: list(events) for run_id, events in self._events.items() if events}
+    def histories(self) -> dict[str, Known]:
+        """Every run decided on, as it will be once the appended events are saved."""
+        histories = {
+            run_id: Known(list(events), self._state(run_id))
+            for run_id, events in self._events.items()
+            if events and run_id not in self.changed
+        }
         for run_id, run in self.changed.items():
             appended = cast(list[RunEvent], run.pending_events)
-            histories[run_id] = [*histories.get(run_id, ()), *appended]
+            events = [*self._events.get(run_id, ()), *appended]
+            histories[run_id] = Known(events, self._states[run_id])
         return histories
 
     def _create(self, command: CreateRun, run_id: str, now: datetime) -> RunState:

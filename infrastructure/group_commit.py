@@ -12,8 +12,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+GATHER_SECONDS = 0.0005
+"""How long a leader waits for as many callers as the last group had, when it had several:
+callers just answered send their next command soon, and a group of one would otherwise
+alternate with groups of all the others. A lone caller never waits."""
 
 C = TypeVar("C")
 R = TypeVar("R")
@@ -22,7 +27,8 @@ R = TypeVar("R")
 @dataclass
 class _Request(Generic[C, R]):
     command: C
-    wake: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Event | None = None
+    """Made only for a caller that waits (a lone caller leads at once)."""
     answer: R | BaseException | None = None
     answered: bool = False
 
@@ -37,8 +43,10 @@ class GroupCommit(Generic[C, R]):
         self._execute_many = execute_many
         self._max_group = max_group
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
         self._queue: list[_Request[C, R]] = []
         self._leading = False
+        self._last = 1  # the size of the last group
 
     def submit(self, command: C) -> R:
         request: _Request[C, R] = _Request(command)
@@ -46,7 +54,11 @@ class GroupCommit(Generic[C, R]):
             self._queue.append(request)
             lead = not self._leading
             self._leading = True
-        if not lead:
+            if not lead:
+                request.wake = threading.Event()
+                if len(self._queue) >= self._last:
+                    self._arrived.notify()
+        if request.wake is not None:
             request.wake.wait()
             if request.answered:
                 return request.result()
@@ -55,8 +67,11 @@ class GroupCommit(Generic[C, R]):
 
     def _lead(self) -> None:
         with self._lock:
+            if len(self._queue) < self._last:  # callers just answered are coming back
+                self._arrived.wait_for(lambda: len(self._queue) >= self._last, GATHER_SECONDS)
             group = self._queue[: self._max_group]
             del self._queue[: self._max_group]
+            self._last = len(group)
         try:
             answers: Sequence[R | BaseException] = self._execute_many([r.command for r in group])
         except BaseException as error:  # every caller of the group hears of it
@@ -65,8 +80,9 @@ class GroupCommit(Generic[C, R]):
             request.answer, request.answered = answer, True
         with self._lock:
             if self._queue:
-                self._queue[0].wake.set()  # the oldest waiting caller leads next
+                self._queue[0].wake.set()  # type: ignore[union-attr] # the oldest waiter leads next
             else:
                 self._leading = False
         for request in group:
-            request.wake.set()
+            if request.wake is not None:
+                request.wake.set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from typing import IO, Any
 
 from domain import payload
@@ -12,6 +13,14 @@ from domain.errors import RunLedgerError
 def write_json(stream: IO[str], value: Any) -> None:
     stream.flush()
     stream.buffer.write((payload.dumps(value) + "\n").encode())  # type: ignore[attr-defined]
+    stream.buffer.flush()  # type: ignore[attr-defined]
+
+
+def write_json_lines(stream: IO[str], values: Iterable[Any]) -> None:
+    """Several JSON values, one a line, in one write."""
+    stream.flush()
+    text = "".join(payload.dumps(value) + "\n" for value in values)
+    stream.buffer.write(text.encode())  # type: ignore[attr-defined]
     stream.buffer.flush()  # type: ignore[attr-defined]
 
 

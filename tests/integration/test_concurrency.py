@@ -121,3 +121,25 @@ def test_a_ledger_answers_from_the_store_once_another_ledger_changed_a_run_it_kn
     assert (recreated, changed) == ("v1", "conflict")
     assert replayed == "v4"
     assert [event.originator_version for event in events] == [1, 2, 3, 4, 5]
+
+
+def test_threads_sharing_one_ledger_each_get_their_own_answers_in_their_own_order(
+    database_url: str,
+) -> None:
+    def drive(writer: int) -> list[str]:
+        run_id = f"run_{writer}"
+        lines = [
+            create(run_id),
+            command("start", run_id),
+            command("resume", run_id),  # refused: the run is not paused
+            command("complete", run_id, output={"writer": writer}),
+        ]
+        return [outcome(ledger, data) for data in lines]
+
+    with Ledger(database_url) as ledger:
+        with ThreadPoolExecutor(max_workers=WRITERS) as pool:
+            answers = list(pool.map(drive, range(WRITERS)))
+        states = [fold(ledger.history(f"run_{writer}")) for writer in range(WRITERS)]
+
+    assert answers == [["v1", "v2", "illegal_transition", "v3"]] * WRITERS
+    assert [state.output for state in states] == [{"writer": w} for w in range(WRITERS)]

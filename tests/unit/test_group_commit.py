@@ -1,0 +1,121 @@
+"""Group commit (infrastructure/group_commit.py): callers that arrive together share one
+`execute_many`, each gets its own answer, a failure reaches only its own group, and a lone
+caller is never held back."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from infrastructure.group_commit import GroupCommit
+
+CALLERS = 8
+
+
+class Recorder:
+    """An execute_many that answers each command with its double, remembering the groups;
+    the first group is held until every caller has queued."""
+
+    def __init__(self, hold: threading.Event | None = None) -> None:
+        self.groups: list[list[int]] = []
+        self.hold = hold
+        self.entered = threading.Event()
+        self.lock = threading.Lock()
+
+    def __call__(self, group: Sequence[int]) -> list[object]:
+        if self.hold is not None and not self.entered.is_set():
+            self.entered.set()
+            self.hold.wait(10)
+        with self.lock:
+            self.groups.append(list(group))
+        return [ValueError(f"no {n}") if n < 0 else 2 * n for n in group]
+
+
+def submit_all(commit: GroupCommit[int, object], numbers: Sequence[int]) -> list[object]:
+    def one(n: int) -> object:
+        try:
+            return commit.submit(n)
+        except ValueError as error:
+            return str(error)
+
+    with ThreadPoolExecutor(max_workers=len(numbers)) as pool:
+        return list(pool.map(one, numbers))
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
+def test_callers_arriving_while_a_group_is_written_share_the_next_one() -> None:
+    hold = threading.Event()
+    execute = Recorder(hold)
+    commit: GroupCommit[int, object] = GroupCommit(execute, max_group=500)
+    first = threading.Thread(target=commit.submit, args=(0,))
+    first.start()
+    execute.entered.wait(10)  # it leads, held inside its group
+    answers: list[object] = []
+    others = threading.Thread(target=lambda: answers.extend(submit_all(commit, range(1, 9))))
+    others.start()
+    wait_until(lambda: len(commit._queue) == CALLERS)  # all eight queued meanwhile
+
+    hold.set()
+    first.join(10)
+    others.join(10)
+
+    assert answers == [2 * n for n in range(1, 9)]
+    assert execute.groups[0] == [0]
+    assert sorted(execute.groups[1]) == list(range(1, 9))  # the eight in one group
+
+
+def test_a_rejected_command_is_answered_to_its_caller_alone() -> None:
+    commit: GroupCommit[int, object] = GroupCommit(Recorder(), max_group=500)
+
+    answers = submit_all(commit, [1, -2, 3, -4, 5, 6, 7, 8])
+
+    assert answers == [2, "no -2", 6, "no -4", 10, 12, 14, 16]
+
+
+def test_an_error_of_the_whole_group_reaches_each_of_its_callers_and_the_next_group_goes_on() -> (
+    None
+):
+    calls = []
+
+    def execute(group: Sequence[int]) -> list[int]:
+        calls.append(list(group))
+        if len(calls) == 1:
+            raise RuntimeError("the database went away")
+        return list(group)
+
+    commit: GroupCommit[int, object] = GroupCommit(execute, max_group=500)
+
+    with pytest.raises(RuntimeError, match="went away"):
+        commit.submit(1)
+    assert commit.submit(2) == 2
+
+
+def test_a_lone_caller_leads_every_group_by_itself_at_once() -> None:
+    execute = Recorder()
+    commit: GroupCommit[int, object] = GroupCommit(execute, max_group=500)
+
+    answers = [commit.submit(n) for n in range(20)]
+
+    assert answers == [2 * n for n in range(20)]
+    assert execute.groups == [[n] for n in range(20)]
+
+
+def test_groups_never_exceed_their_size_and_every_caller_is_answered() -> None:
+    execute = Recorder()
+    commit: GroupCommit[int, object] = GroupCommit(execute, max_group=3)
+
+    answers = submit_all(commit, list(range(40)))
+
+    assert answers == [2 * n for n in range(40)]
+    assert max(map(len, execute.groups)) <= 3
+    assert sorted(n for group in execute.groups for n in group) == list(range(40))
