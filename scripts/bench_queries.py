@@ -93,7 +93,7 @@ def main() -> None:
         else:
             queries = SQLiteRunQueries(datastore, table=view.table)
         table = [measure(queries, name, call, samples) for name, call in variants(fixture)]
-    print(f"\nload average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"\nload average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
     print_table(["query", "variant", "samples", "rows", "p50 ms", "p95 ms", "EXPLAIN"], table)
 
 

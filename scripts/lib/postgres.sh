@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Sourced by scripts/test. Defines ensure_postgres, which exports
+# Sourced by scripts/test and scripts/bench. Defines ensure_postgres, which exports
 # RUNLEDGER_TEST_POSTGRES_URL: a server on which the tests may CREATE/DROP DATABASE.
 #
 #   a) RUNLEDGER_TEST_POSTGRES_URL already set: use it (it must answer).
