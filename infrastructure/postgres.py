@@ -22,15 +22,19 @@ from psycopg import sql
 _SCHEMA_LOCK = 0x72756E6C  # "runl": one advisory lock for the ledger's DDL
 
 
-def create_tables_once(recorder: PostgresRecorder, name: str) -> None:
-    """Runs the recorder's `create_table()` unless its table `name` exists."""
+def create_tables_once(recorder: PostgresRecorder, *names: str) -> None:
+    """Runs the recorder's `create_table()` unless all its tables `names` exist."""
     datastore = recorder.datastore
-    table = f"{datastore.schema or 'public'}.{name}"
+    tables = [f"{datastore.schema or 'public'}.{name}" for name in names]
     with datastore.get_connection() as connection:
         connection.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK,))
         try:
-            row = connection.execute("SELECT to_regclass(%s) AS oid", (table,)).fetchone()
-            if row is None or row["oid"] is None:
+            row = connection.execute(
+                "SELECT bool_and(to_regclass(name) IS NOT NULL) AS present "
+                "FROM unnest(%s::text[]) AS name",
+                (tables,),
+            ).fetchone()
+            if row is None or not row["present"]:
                 recorder.create_table()
         finally:
             connection.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))

@@ -34,7 +34,7 @@ def open_view(ledger: Ledger, *, shadow: bool = False) -> RunsView:
             events_table=events_table,
             application_name=name,
         )
-        postgres.create_tables_once(view, f"{table}_days")  # the table created last
+        postgres.create_tables_once(view, table, f"{table}_days", f"{table}_hours")
     else:
         view = SQLiteRunsView(
             cast(SQLiteDatastore, datastore),

@@ -31,9 +31,10 @@ from projections.rollup import (
     CREATED_COLUMNS,
     DAY_COLUMNS,
     FINISHED_COLUMNS,
-    DayKey,
+    HOUR_COLUMNS,
     DayTallies,
     Placement,
+    hour_totals,
     pack,
     totals,
     unpack,
@@ -67,6 +68,8 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
         self.dead = Composed([schema, SQL("."), Identifier(f"{table}_dead_letters")])
         self.days_name = f"{table}_days"
         self.days = Composed([schema, SQL("."), Identifier(self.days_name)])
+        self.hours_name = f"{table}_hours"
+        self.hours = Composed([schema, SQL("."), Identifier(self.hours_name)])
         token = secrets.token_hex(3)
         columns = SQL(", ").join(
             SQL("{} {}").format(Identifier(c), SQL(_TYPES.get(c, "text"))) for c in COLUMNS
@@ -98,6 +101,18 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
                     SQL("{} bigint NOT NULL DEFAULT 0").format(Identifier(c)) for c in COUNT_COLUMNS
                 ),
                 Identifier(f"{self.days_name}_pkey_{token}"),
+            ),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} (workspace_id text NOT NULL, "
+                "subject_id text NOT NULL, hour timestamptz NOT NULL, {}, "
+                "CONSTRAINT {} PRIMARY KEY (workspace_id, hour, subject_id))"
+            ).format(
+                self.hours,
+                SQL(", ").join(
+                    SQL("{} bigint NOT NULL DEFAULT 0").format(Identifier(c))
+                    for c in HOUR_COLUMNS[3:]
+                ),
+                Identifier(f"{self.hours_name}_pkey_{token}"),
             ),
         ]
         self._rollup_statements()
@@ -167,6 +182,8 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
                 self._upsert(cursor, rows)
                 if changes := tallies.rows():
                     cursor.executemany(self.roll, self._merged(cursor, changes))
+                if hourly := tallies.hour_rows():
+                    cursor.executemany(self.roll_hours, hourly)
             if dead:
                 cursor.executemany(
                     SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING").format(
@@ -228,6 +245,34 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
                 SQL("0 AS {}").format(Identifier(c)) for c in FINISHED_COLUMNS
             ),
         )
+        self.roll_hours = SQL(
+            "INSERT INTO {hours} AS h ({columns}) VALUES ({values}) "
+            "ON CONFLICT (workspace_id, hour, subject_id) DO UPDATE SET {counts}"
+        ).format(
+            hours=self.hours,
+            columns=SQL(", ").join(map(Identifier, HOUR_COLUMNS)),
+            values=SQL(", ").join(Placeholder() * len(HOUR_COLUMNS)),
+            counts=SQL(", ").join(
+                SQL("{0} = h.{0} + excluded.{0}").format(Identifier(c)) for c in HOUR_COLUMNS[3:]
+            ),
+        )
+        utc_hour = "date_bin('1 hour', {}, TIMESTAMPTZ '2000-01-01 00:00Z')"
+        self.recount_hours = SQL(
+            "SELECT workspace_id, subject_id, hour, {sums} FROM ("
+            "SELECT workspace_id, subject_id, {created_hour} AS hour, 1 AS created, "
+            "{no_finished} FROM {t} UNION ALL "
+            "SELECT workspace_id, subject_id, {completed_hour}, 0, {finished} FROM {t} "
+            "WHERE completed_at IS NOT NULL) AS contributions GROUP BY 1, 2, 3"
+        ).format(
+            t=self.t,
+            sums=SQL(", ").join(SQL("sum({})").format(Identifier(c)) for c in HOUR_COLUMNS[3:]),
+            created_hour=SQL(utc_hour.format("created_at")),
+            completed_hour=SQL(utc_hour.format("completed_at")),
+            no_finished=SQL(", ").join(
+                SQL("0 AS {}").format(Identifier(c)) for c in FINISHED_COLUMNS
+            ),
+            finished=SQL(", ").join(finished),
+        )
         self.recount = SQL(
             "SELECT workspace_id, subject_id, day, {sums}, COALESCE(string_agg("
             "int8send(duration_ms), '' ORDER BY duration_ms) FILTER (WHERE duration_ms IS NOT "
@@ -279,48 +324,56 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
         return tallies
 
     def create_table(self) -> None:
-        """Creates what is missing; a rollup created beside existing rows (a read model from
-        before the rollup) is filled from them."""
+        """Creates what is missing; rollups created beside existing rows (a read model from
+        before them) are filled from the rows."""
+        schema = self.datastore.schema or "public"
         with self.datastore.transaction(commit=False) as cursor:
-            cursor.execute("SELECT to_regclass(%s) AS oid", (self._days_regclass,))
+            cursor.execute(
+                "SELECT count(to_regclass(name)) AS found FROM unnest(%s::text[]) AS name",
+                ([f'"{schema}"."{name}"' for name in (self.days_name, self.hours_name)],),
+            )
             row = cursor.fetchone()
-            fresh = row is None or row["oid"] is None
+            fresh = row is None or row["found"] < 2
         super().create_table()
         if fresh:
             self.refill_rollup()
 
-    @property
-    def _days_regclass(self) -> str:
-        return f'"{self.datastore.schema or "public"}"."{self.days_name}"'
-
     def refill_rollup(self) -> None:
-        """Recounts the rollup from the rows (writers wait meanwhile)."""
+        """Recounts both rollups from the rows (writers wait meanwhile)."""
         with self.datastore.transaction(commit=True) as cursor:
             cursor.execute(SQL("LOCK TABLE {} IN SHARE MODE").format(self.t))
-            cursor.execute(SQL("DELETE FROM {}").format(self.days))
-            cursor.execute(
-                SQL("INSERT INTO {} ({}) {}").format(
-                    self.days, SQL(", ").join(map(Identifier, DAY_COLUMNS)), self.recount
+            for table, columns, recount in (
+                (self.days, DAY_COLUMNS, self.recount),
+                (self.hours, HOUR_COLUMNS, self.recount_hours),
+            ):
+                cursor.execute(SQL("DELETE FROM {}").format(table))
+                cursor.execute(
+                    SQL("INSERT INTO {} ({}) {}").format(
+                        table, SQL(", ").join(map(Identifier, columns)), recount
+                    )
                 )
-            )
 
-    def rollup_disagreements(self) -> list[tuple[DayKey, Any, Any]]:
+    def rollup_disagreements(self) -> list[tuple[Any, Any, Any]]:
+        found: list[tuple[Any, Any, Any]] = []
         with self.datastore.transaction(commit=False) as cursor:
             cursor.execute(SQL("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
             rows = cursor.connection.cursor(row_factory=tuple_row)
-            rows.execute(
-                SQL("SELECT {} FROM {}").format(
-                    SQL(", ").join(map(Identifier, DAY_COLUMNS)), self.days
+            for table, columns, recount, tally in (
+                (self.days, DAY_COLUMNS, self.recount, totals),
+                (self.hours, HOUR_COLUMNS, self.recount_hours, hour_totals),
+            ):
+                rows.execute(
+                    SQL("SELECT {} FROM {}").format(SQL(", ").join(map(Identifier, columns)), table)
                 )
-            )
-            stored = totals(rows.fetchall())
-            rows.execute(self.recount)
-            recounted = totals(rows.fetchall())
-        return [
-            (key, stored.get(key), recounted.get(key))
-            for key in sorted(stored.keys() | recounted.keys())
-            if stored.get(key) != recounted.get(key)
-        ]
+                stored: dict[Any, Any] = tally(rows.fetchall())
+                rows.execute(recount)
+                recounted: dict[Any, Any] = tally(rows.fetchall())
+                found += [
+                    (key, _named(columns, stored.get(key)), _named(columns, recounted.get(key)))
+                    for key in sorted(stored.keys() | recounted.keys())
+                    if stored.get(key) != recounted.get(key)
+                ]
+        return found
 
     def _upsert(self, cursor: Any, rows: list[dict[str, Any]]) -> None:
         """Many rows: COPY into a temporary table, then one INSERT ... ON CONFLICT; a few rows:
@@ -382,6 +435,7 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
         with self.datastore.transaction(commit=True) as cursor:
             cursor.execute(SQL("DROP TABLE IF EXISTS {}").format(self.t))
             cursor.execute(SQL("DROP TABLE IF EXISTS {}").format(self.days))
+            cursor.execute(SQL("DROP TABLE IF EXISTS {}").format(self.hours))
             cursor.execute(
                 SQL("DELETE FROM {} WHERE application_name = %s").format(self._tracking_table()),
                 (self.application_name,),
@@ -404,11 +458,11 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
                 return False
             generation = (positions.get(live.generation_name) or 0) + 1
             live_dead = f"{live.table}_dead_letters"
-            live_days = f"{live.table}_days"
             for source, target in (
                 (self.t, live.table),
                 (self.dead, live_dead),
-                (self.days, live_days),
+                (self.days, f"{live.table}_days"),
+                (self.hours, f"{live.table}_hours"),
             ):
                 cursor.execute(
                     SQL("DROP TABLE IF EXISTS {}").format(
@@ -453,3 +507,13 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
                 Identifier(self.tracking_table_name),
             ]
         )
+
+
+def _named(columns: Sequence[str], figures: Sequence[Any] | None) -> dict[str, Any] | None:
+    """A rollup row's figures by column (durations as a list), for `verify` to print."""
+    if figures is None:
+        return None
+    return {
+        column: list(v) if column == "durations" else v
+        for column, v in zip(columns[3:], figures, strict=True)
+    }

@@ -7,7 +7,7 @@ Every value is a parameter; the SQL is composed with psycopg.sql from fixed frag
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, time
 from functools import partial
 from typing import Any
 
@@ -27,7 +27,7 @@ from projections.queries import (
     TreeQuery,
 )
 from projections.readmodel import JSON_COLUMNS, VIEW_COLUMNS
-from projections.rollup import CREATED_COLUMNS, FINISHED_COLUMNS, unpack
+from projections.rollup import CREATED_COLUMNS, FINISHED_COLUMNS, HOUR_COLUMNS, unpack
 
 _NEWEST_FIRST = SQL("ORDER BY created_at DESC, id DESC LIMIT %(limit)s")
 _IDLEST_FIRST = SQL("ORDER BY updated_at, id LIMIT %(limit)s")
@@ -40,6 +40,7 @@ class PostgresRunQueries(RunQueries):
         schema = Identifier(datastore.schema or "public")
         self.t = Composed([schema, SQL("."), Identifier(table)])
         self.days = Composed([schema, SQL("."), Identifier(f"{table}_days")])
+        self.hours = Composed([schema, SQL("."), Identifier(f"{table}_hours")])
         self.columns = SQL(", ").join(
             SQL("{0}::text AS {0}").format(Identifier(c)) if c in JSON_COLUMNS else Identifier(c)
             for c in VIEW_COLUMNS
@@ -116,15 +117,15 @@ class PostgresRunQueries(RunQueries):
         return self._select(statement, params, ())
 
     def _stats(self, query: StatsQuery) -> StatsRows:
-        """Durations over whole UTC days inside the window come from the daily rollup
-        (projections/rollup.py), and so do counts and buckets when buckets are days; the rest
-        of the window comes from the rows. Every part from one snapshot."""
-        days = _whole_days(query.start, query.end)
-        edges = [(query.start, query.end)]
-        if days is not None:
-            edges = [(a, b) for a, b in ((query.start, days[0]), (days[1], query.end)) if a < b]
-        daily = query.bucket is Bucket.DAY and days is not None
-        counted = edges if daily else [(query.start, query.end)]
+        """Counts by status and durations: whole UTC days inside the window from the daily
+        rollup, the rest of the window from the rows. Buckets: whole days or hours from the
+        daily or hourly rollup (projections/rollup.py), the rest from the rows. All from one
+        snapshot."""
+        days = _whole(Bucket.DAY, query.start, query.end)
+        day_edges = _edges(query.start, query.end, days)
+        periods = _whole(query.bucket, query.start, query.end)
+        bucket_edges = _edges(query.start, query.end, periods)
+        daily = query.bucket is Bucket.DAY
         params: dict[str, Any] = {
             "workspace_id": query.workspace_id,
             "subject_id": query.subject_id,
@@ -132,35 +133,37 @@ class PostgresRunQueries(RunQueries):
             "origin": query.bucket.floor(query.start),
         }
         counts: dict[tuple[str, str], int] = {}
-        per_bucket: list[tuple[datetime, int]] = []
-        parts: dict[str, list[Sequence[int]]]
         with self.datastore.transaction(commit=False) as cursor:
             cursor.execute(_SNAPSHOT)
             rows = partial(self._rows, cursor, query, params)
-            for subject, status, bucket, n in rows(_CREATED, "created_at", counted):
+            created = rows(_CREATED, "created_at", day_edges)
+            for subject, status, _, n in created:
                 counts[subject, status] = counts.get((subject, status), 0) + n
-                per_bucket.append((bucket, n))
-            ended = [tuple(row) for row in rows(_FINISHED, "completed_at", counted)]
+            bucketed = created if daily else rows(_CREATED, "created_at", bucket_edges)
+            per_bucket = [(bucket, n) for _, _, bucket, n in bucketed]
+            ended = [tuple(row) for row in rows(_FINISHED, "completed_at", bucket_edges)]
             timed: dict[str, list[int]] = {}
-            for subject, duration in rows(_TIMED, "completed_at", edges):
+            for subject, duration in rows(_TIMED, "completed_at", day_edges):
                 timed.setdefault(subject, []).append(duration)
-            parts = {subject: [sorted(mine)] for subject, mine in timed.items()}
-            for subject, day, *figures in self._days(cursor, query, days):
+            parts: dict[str, list[Sequence[int]]] = {
+                subject: [sorted(mine)] for subject, mine in timed.items()
+            }
+            for subject, day, *figures in self._rollup(cursor, query, self.days, _FIGURES, days):
                 tally = dict(zip(_FIGURES, figures, strict=True))
                 if tally["durations"]:
                     parts.setdefault(subject, []).append(unpack(tally["durations"]))
-                if not daily:
-                    continue
-                start = datetime.combine(day, time(), UTC)
                 for column, status in _CREATED_STATUSES:
                     if n := tally[column]:
                         counts[subject, status] = counts.get((subject, status), 0) + n
-                per_bucket.append((start, sum(tally[column] for column in CREATED_COLUMNS)))
-                ended += [
-                    (start, column.removeprefix("finished_"), tally[column])
-                    for column in FINISHED_COLUMNS
-                    if tally[column]
-                ]
+                if daily:
+                    start = datetime.combine(day, time(), UTC)
+                    per_bucket.append((start, sum(tally[column] for column in CREATED_COLUMNS)))
+                    ended += _finished(start, tally)
+            hours = [] if daily else self._rollup(cursor, query, self.hours, _HOURLY, periods)
+            for _, start, *figures in hours:
+                tally = dict(zip(_HOURLY, figures, strict=True))
+                per_bucket.append((start, tally["created"]))
+                ended += _finished(start, tally)
         # Ranked across the parts, never merged: each subject's p95, then every percentile
         # of all of them (a month of a busy workspace: 350 parts, 90,000 durations, 3 ms).
         durations = [DurationRow.of(subject, mine, (0.95,)) for subject, mine in parts.items()]
@@ -203,19 +206,33 @@ class PostgresRunQueries(RunQueries):
         rows.execute(SQL(select).format(rows=SQL(" UNION ALL ").join(ranges)), params)
         return list(rows.fetchall())
 
-    def _days(
-        self, cursor: Any, query: StatsQuery, days: tuple[datetime, datetime] | None
+    def _rollup(
+        self,
+        cursor: Any,
+        query: StatsQuery,
+        table: Composed,
+        figures: Sequence[str],
+        periods: tuple[datetime, datetime] | None,
     ) -> list[Sequence[Any]]:
-        """The rollup's rows of the workspace (and subject) for those days: subject, day,
-        then _FIGURES."""
-        if days is None:
+        """A rollup's rows of the workspace (and subject) for those whole days or hours:
+        subject, day or hour, then the figures."""
+        if periods is None:
             return []
+        when = "day" if table is self.days else "hour"
         subject = "" if query.subject_id is None else " AND subject_id = %s"
         statement = SQL(
-            "SELECT subject_id, day, {} FROM {} WHERE workspace_id = %s "
-            "AND day >= %s AND day < %s{}"
-        ).format(SQL(", ").join(map(Identifier, _FIGURES)), self.days, SQL(subject))
-        params: list[Any] = [query.workspace_id, days[0].date(), days[1].date()]
+            "SELECT subject_id, {when}, {figures} FROM {table} WHERE workspace_id = %s "
+            "AND {when} >= %s AND {when} < %s{subject}"
+        ).format(
+            when=Identifier(when),
+            figures=SQL(", ").join(map(Identifier, figures)),
+            table=table,
+            subject=SQL(subject),
+        )
+        bounds: tuple[Any, Any] = periods
+        if when == "day":
+            bounds = (periods[0].date(), periods[1].date())
+        params: list[Any] = [query.workspace_id, *bounds]
         if query.subject_id is not None:
             params.append(query.subject_id)
         rows = cursor.connection.cursor(row_factory=tuple_row, binary=True)
@@ -225,6 +242,18 @@ class PostgresRunQueries(RunQueries):
 
 _FIGURES = (*CREATED_COLUMNS, *FINISHED_COLUMNS, "durations")
 _CREATED_STATUSES = [(column, column.removeprefix("created_")) for column in CREATED_COLUMNS]
+_HOURLY = HOUR_COLUMNS[3:]
+"""The hourly rollup's figures: runs created, then finished by terminal status."""
+
+
+def _finished(start: datetime, tally: dict[str, Any]) -> list[tuple[datetime, str, int]]:
+    return [
+        (start, column.removeprefix("finished_"), tally[column])
+        for column in FINISHED_COLUMNS
+        if tally[column]
+    ]
+
+
 """The rollup's columns that `stats` reads, after subject and day."""
 
 _CREATED = (
@@ -238,10 +267,19 @@ _FINISHED = (
 _TIMED = "SELECT subject_id, duration_ms FROM ({rows}) AS r WHERE duration_ms IS NOT NULL"
 
 
-def _whole_days(start: datetime, end: datetime) -> tuple[datetime, datetime] | None:
-    """The whole UTC days within [start, end), as [first midnight, last midnight), if any."""
-    first = Bucket.DAY.floor(start)
+def _whole(bucket: Bucket, start: datetime, end: datetime) -> tuple[datetime, datetime] | None:
+    """The whole UTC days or hours within [start, end), as [first start, last end), if any."""
+    first = bucket.floor(start)
     if first < start:
-        first += timedelta(days=1)
-    last = Bucket.DAY.floor(end)
+        first += bucket.step
+    last = bucket.floor(end)
     return (first, last) if first < last else None
+
+
+def _edges(
+    start: datetime, end: datetime, whole: tuple[datetime, datetime] | None
+) -> list[tuple[datetime, datetime]]:
+    """What of [start, end) lies outside the whole periods: all of it if there are none."""
+    if whole is None:
+        return [(start, end)]
+    return [(a, b) for a, b in ((start, whole[0]), (whole[1], end)) if a < b]

@@ -266,8 +266,9 @@ class RunsView(TrackingRecorder, ABC):
         """Blocks until new events may have been recorded, or the timeout passes."""
 
     def rollup_disagreements(self) -> list[tuple[Any, Any, Any]]:
-        """(day key, stored, recounted from the rows) wherever the daily rollup that `stats`
-        reads (projections/rollup.py) disagrees with the rows; SQLite keeps none."""
+        """(key, stored figures, figures recounted from the rows) wherever a rollup that
+        `stats` reads (projections/rollup.py) disagrees with the rows: keys are (workspace,
+        subject, day) or (workspace, subject, hour); SQLite keeps no rollup."""
         return []
 
     @abstractmethod

@@ -21,9 +21,6 @@ from domain.errors import RunLedgerError
 from domain.events import RunEvent
 from projections.fold import fold
 from projections.readmodel import COLUMNS, JSON_COLUMNS, RunsView, to_row
-from projections.rollup import COUNT_COLUMNS
-
-ROLLUP_FIGURES = (*COUNT_COLUMNS, "durations")
 
 PAGE = 500
 
@@ -76,8 +73,11 @@ def verify(
     for run_id in view.run_ids_without_events(position):
         yield Disagreement(run_id, "(row)", "present", "no events")
     for key, stored, recounted in view.rollup_disagreements():
-        name = "/".join(map(str, key))  # workspace/subject/day
-        yield Disagreement(name, "(daily rollup)", _listed(stored), _listed(recounted))
+        workspace, subject, when = key
+        daily = not isinstance(when, datetime)
+        name = f"{workspace}/{subject}/{when if daily else timestamps.to_iso(when)}"
+        field = "(daily rollup)" if daily else "(hourly rollup)"
+        yield Disagreement(name, field, stored, recounted)
 
 
 def _compare(
@@ -99,12 +99,6 @@ def _same(column: str, stored: Any, replayed: Any) -> bool:
             return False
         return payload.same(as_json[0], as_json[1])
     return type(stored) is type(replayed) and bool(stored == replayed)
-
-
-def _listed(tally: tuple[Any, ...] | None) -> Any:
-    if tally is None:
-        return None
-    return dict(zip(ROLLUP_FIGURES, [*tally[:-1], list(tally[-1])], strict=True))  # unpacked
 
 
 def _printable(column: str, value: Any) -> Any:

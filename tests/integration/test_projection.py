@@ -392,7 +392,7 @@ def test_verify_reports_a_missing_row_and_a_row_whose_run_has_no_events(
 
     found = disagreements(ledger, view)
 
-    by_run = [d for d in found if d.field != "(daily rollup)"]  # see tests/.../test_rollup.py
+    by_run = [d for d in found if not d.field.endswith("rollup)")]  # see test_rollup.py
     assert by_run == [
         Disagreement("run_3", "(row)", "missing", "version 1"),
         Disagreement("run_phantom", "(row)", "present", "no events"),
@@ -411,7 +411,7 @@ def test_verify_reports_a_hand_corrupted_cell_and_a_rebuild_repairs_it(
     replayed = replayed_rows(ledger, ["run_1"])["run_1"][column]
     set_column(ledger, "run_1", column, value)
 
-    found = [d for d in disagreements(ledger, view) if d.field != "(daily rollup)"]
+    found = [d for d in disagreements(ledger, view) if not d.field.endswith("rollup)")]
     readmodel.rebuild(ledger, view)
 
     assert [(d.run_id, d.field, d.replayed) for d in found] == [("run_1", column, replayed)]

@@ -1,6 +1,7 @@
-"""The daily rollup that `stats` reads on PostgreSQL for whole UTC days: kept by the
-projection in the rows' transaction, checked by `verify`, carried by `rebuild`, and filled
-for a read model made before it existed. (SQLite computes stats from the rows alone.)"""
+"""The daily and hourly rollups that `stats` reads on PostgreSQL for whole UTC days and
+hours: kept by the projection in the rows' transaction, checked by `verify`, carried by
+`rebuild`, and filled for a read model made before they existed. (SQLite computes stats
+from the rows alone.)"""
 
 from __future__ import annotations
 
@@ -97,6 +98,7 @@ def test_a_damaged_rollup_is_recounted_from_the_rows(
     before = [stats_over(ledger, days, bucket) for days, bucket in windows]
 
     behind_the_ledgers_back(ledger.database.url, "DELETE FROM workflow_runs_days")
+    behind_the_ledgers_back(ledger.database.url, "UPDATE workflow_runs_hours SET created = 7")
     assert view.rollup_disagreements() != []
     view.refill_rollup()
 
@@ -125,11 +127,35 @@ def test_verify_reports_a_rollup_that_disagrees_with_the_rows(
     assert found[0]["row"]["created_completed"] == found[0]["replayed"]["created_completed"] + 5
 
 
+def test_verify_reports_an_hourly_rollup_that_disagrees_with_the_rows(
+    ledger: Ledger, view: PostgresRunsView
+) -> None:
+    three_days(ledger)
+    readmodel.projector(ledger, view).run()
+    behind_the_ledgers_back(
+        ledger.database.url,
+        "UPDATE workflow_runs_hours SET finished_failed = finished_failed + 1 WHERE hour = %s",
+        T0,
+    )
+
+    found = [d.to_json_dict() for d in verify(view, ledger.mapper, view.event_run_ids)]
+
+    assert [(d["runId"], d["field"]) for d in found] == [
+        ("ws_1/wf_0/2026-11-24T05:00:00.000Z", "(hourly rollup)"),
+        ("ws_1/wf_1/2026-11-24T05:00:00.000Z", "(hourly rollup)"),
+    ]
+    assert [d["row"]["finished_failed"] - d["replayed"]["finished_failed"] for d in found] == [
+        1,
+        1,
+    ]
+
+
 def test_rebuild_swaps_in_a_rollup_of_its_own(ledger: Ledger, view: PostgresRunsView) -> None:
     three_days(ledger)
     readmodel.projector(ledger, view).run()
     expected = stats_over(ledger, 3)
     behind_the_ledgers_back(ledger.database.url, "DELETE FROM workflow_runs_days")
+    behind_the_ledgers_back(ledger.database.url, "DELETE FROM workflow_runs_hours")
 
     readmodel.rebuild(ledger, view)
 
@@ -142,10 +168,11 @@ def test_a_read_model_made_before_the_rollup_gets_one_filled_from_its_rows(
 ) -> None:
     three_days(ledger)
     readmodel.projector(ledger, view).run()
-    expected = stats_over(ledger, 3)
+    expected = [stats_over(ledger, 3), stats_over(ledger, 3, "hour")]
     behind_the_ledgers_back(ledger.database.url, "DROP TABLE workflow_runs_days")
+    behind_the_ledgers_back(ledger.database.url, "DROP TABLE workflow_runs_hours")
 
     with opened_view(ledger) as reopened:
         assert isinstance(reopened, PostgresRunsView)
         assert reopened.rollup_disagreements() == []
-    assert stats_over(ledger, 3) == expected
+    assert [stats_over(ledger, 3), stats_over(ledger, 3, "hour")] == expected

@@ -25,6 +25,11 @@ def summed(tallies: DayTallies) -> dict[tuple[Any, ...], tuple[Any, ...]]:
     return {tuple(row[:3]): tuple(row[3:]) for row in tallies.rows() if any(row[3:-1]) or row[-1]}
 
 
+def hourly(tallies: DayTallies) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+    """The hourly changes by key, zero changes left out."""
+    return {tuple(row[:3]): tuple(row[3:]) for row in tallies.hour_rows() if any(row[3:])}
+
+
 def contribution(placement: Placement) -> DayTallies:
     tallies = DayTallies()
     tallies.move(None, placement)
@@ -52,6 +57,22 @@ def test_a_new_run_counts_once_on_its_creation_day_and_once_on_its_finishing_day
             *finished.values(),
             [26 * 3600 * 1000 - 60_000],
         ),
+    }
+
+
+def test_the_hourly_rollup_counts_a_run_once_created_and_once_finished() -> None:
+    events = events_from(
+        [create(at=at(0)), command("start", at=at(60)), command("cancel", at=at(3600))]
+    )
+    tallies = DayTallies()
+
+    tallies.move(None, Placement.of(fold(events[:1])))
+    tallies.move(Placement.of(fold(events[:1])), Placement.of(fold(events[:2])))
+    tallies.move(Placement.of(fold(events[:2])), Placement.of(fold(events)))
+
+    assert hourly(tallies) == {
+        ("ws_1", "wf_checkout", T0): (1, 0, 0, 0, 0),
+        ("ws_1", "wf_checkout", T0 + timedelta(hours=1)): (0, 0, 0, 1, 0),
     }
 
 
@@ -93,6 +114,7 @@ def test_writing_a_history_in_any_steps_sums_to_its_final_contribution(
         before = after
 
     assert summed(tallies) == summed(contribution(before))  # type: ignore[arg-type]
+    assert hourly(tallies) == hourly(contribution(before))  # type: ignore[arg-type]
 
 
 def test_days_are_utc_days() -> None:
