@@ -148,7 +148,7 @@ class PostgresRunQueries(RunQueries):
             parts: dict[str, list[Sequence[int]]] = {
                 subject: [sorted(mine)] for subject, mine in timed.items()
             }
-            for subject, day, *figures in self._rollup(cursor, query, self.days, _FIGURES, days):
+            for subject, day, *figures in self._days(cursor, query, days):
                 tally = dict(zip(_FIGURES, figures, strict=True))
                 if tally["durations"]:
                     parts.setdefault(subject, []).append(unpack(tally["durations"]))
@@ -159,8 +159,7 @@ class PostgresRunQueries(RunQueries):
                     start = datetime.combine(day, time(), UTC)
                     per_bucket.append((start, sum(tally[column] for column in CREATED_COLUMNS)))
                     ended += _finished(start, tally)
-            hours = [] if daily else self._rollup(cursor, query, self.hours, _HOURLY, periods)
-            for _, start, *figures in hours:
+            for start, *figures in [] if daily else self._hours(cursor, query, periods):
                 tally = dict(zip(_HOURLY, figures, strict=True))
                 per_bucket.append((start, tally["created"]))
                 ended += _finished(start, tally)
@@ -206,38 +205,57 @@ class PostgresRunQueries(RunQueries):
         rows.execute(SQL(select).format(rows=SQL(" UNION ALL ").join(ranges)), params)
         return list(rows.fetchall())
 
-    def _rollup(
-        self,
-        cursor: Any,
-        query: StatsQuery,
-        table: Composed,
-        figures: Sequence[str],
-        periods: tuple[datetime, datetime] | None,
+    def _days(
+        self, cursor: Any, query: StatsQuery, days: tuple[datetime, datetime] | None
     ) -> list[Sequence[Any]]:
-        """A rollup's rows of the workspace (and subject) for those whole days or hours:
-        subject, day or hour, then the figures."""
-        if periods is None:
+        """The daily rollup's rows of the workspace (and subject) for those whole days:
+        subject, day, then _FIGURES."""
+        if days is None:
             return []
-        when = "day" if table is self.days else "hour"
-        subject = "" if query.subject_id is None else " AND subject_id = %s"
-        statement = SQL(
-            "SELECT subject_id, {when}, {figures} FROM {table} WHERE workspace_id = %s "
-            "AND {when} >= %s AND {when} < %s{subject}"
-        ).format(
-            when=Identifier(when),
-            figures=SQL(", ").join(map(Identifier, figures)),
-            table=table,
-            subject=SQL(subject),
+        return self._rollup(
+            cursor,
+            query,
+            SQL(
+                "SELECT subject_id, day, {} FROM {} WHERE workspace_id = %s AND day >= %s "
+                "AND day < %s{}"
+            ).format(SQL(", ").join(map(Identifier, _FIGURES)), self.days, _subject(query)),
+            (days[0].date(), days[1].date()),
         )
-        bounds: tuple[Any, Any] = periods
-        if when == "day":
-            bounds = (periods[0].date(), periods[1].date())
+
+    def _hours(
+        self, cursor: Any, query: StatsQuery, hours: tuple[datetime, datetime] | None
+    ) -> list[Sequence[Any]]:
+        """The hourly rollup of the workspace (and subject) for those whole hours, summed
+        over subjects: hour, then _HOURLY."""
+        if hours is None:
+            return []
+        return self._rollup(
+            cursor,
+            query,
+            SQL(
+                "SELECT hour, {} FROM {} WHERE workspace_id = %s AND hour >= %s AND hour < %s{} "
+                "GROUP BY hour"
+            ).format(
+                SQL(", ").join(SQL("sum({})::bigint").format(Identifier(c)) for c in _HOURLY),
+                self.hours,
+                _subject(query),
+            ),
+            hours,
+        )
+
+    def _rollup(
+        self, cursor: Any, query: StatsQuery, statement: Composed, bounds: tuple[Any, Any]
+    ) -> list[Sequence[Any]]:
         params: list[Any] = [query.workspace_id, *bounds]
         if query.subject_id is not None:
             params.append(query.subject_id)
         rows = cursor.connection.cursor(row_factory=tuple_row, binary=True)
         rows.execute(statement, params)
         return list(rows.fetchall())
+
+
+def _subject(query: StatsQuery) -> SQL:
+    return SQL("" if query.subject_id is None else " AND subject_id = %s")
 
 
 _FIGURES = (*CREATED_COLUMNS, *FINISHED_COLUMNS, "durations")
