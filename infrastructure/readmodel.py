@@ -34,7 +34,8 @@ def open_view(ledger: Ledger, *, shadow: bool = False) -> RunsView:
             events_table=events_table,
             application_name=name,
         )
-        postgres.create_tables_once(view, table, f"{table}_days", f"{table}_hours")
+        rollups = (f"{table}_{name}" for name in ("days", "durations", "hours"))
+        postgres.create_tables_once(view, table, *rollups)
     else:
         view = SQLiteRunsView(
             cast(SQLiteDatastore, datastore),

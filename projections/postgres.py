@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Collection, Iterator, Sequence
-from heapq import merge
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -32,6 +31,7 @@ from projections.rollup import (
     DAY_COLUMNS,
     FINISHED_COLUMNS,
     HOUR_COLUMNS,
+    SEGMENTS,
     DayTallies,
     Placement,
     hour_totals,
@@ -39,6 +39,8 @@ from projections.rollup import (
     totals,
     unpack,
 )
+
+DURATION_COLUMNS = ("workspace_id", "subject_id", "day", "segment", "durations")
 
 COPY_THRESHOLD = 50
 """From how many rows a batch is written with COPY rather than executemany."""
@@ -68,6 +70,8 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
         self.dead = Composed([schema, SQL("."), Identifier(f"{table}_dead_letters")])
         self.days_name = f"{table}_days"
         self.days = Composed([schema, SQL("."), Identifier(self.days_name)])
+        self.durations_name = f"{table}_durations"
+        self.durations = Composed([schema, SQL("."), Identifier(self.durations_name)])
         self.hours_name = f"{table}_hours"
         self.hours = Composed([schema, SQL("."), Identifier(self.hours_name)])
         token = secrets.token_hex(3)
@@ -93,7 +97,6 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
             SQL(
                 "CREATE TABLE IF NOT EXISTS {} (workspace_id text NOT NULL, "
                 "subject_id text NOT NULL, day date NOT NULL, {}, "
-                "durations bytea NOT NULL DEFAULT '', "
                 "CONSTRAINT {} PRIMARY KEY (workspace_id, day, subject_id))"
             ).format(
                 self.days,
@@ -101,6 +104,16 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
                     SQL("{} bigint NOT NULL DEFAULT 0").format(Identifier(c)) for c in COUNT_COLUMNS
                 ),
                 Identifier(f"{self.days_name}_pkey_{token}"),
+            ),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} (workspace_id text NOT NULL, "
+                "subject_id text NOT NULL, day date NOT NULL, segment bigint NOT NULL, "
+                "durations bytea NOT NULL, "
+                "CONSTRAINT {} PRIMARY KEY (workspace_id, day, subject_id, segment))"
+            ).format(self.durations, Identifier(f"{self.durations_name}_pkey_{token}")),
+            # Sorted durations hardly compress; compressing them costs more than it saves.
+            SQL("ALTER TABLE {} ALTER COLUMN durations SET STORAGE EXTERNAL").format(
+                self.durations
             ),
             SQL(
                 "CREATE TABLE IF NOT EXISTS {} (workspace_id text NOT NULL, "
@@ -169,6 +182,7 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
         tracking: Tracking,
         dead: Sequence[DeadLetter] = (),
         generation: int | None = None,
+        previous: Mapping[str, RunState | None] | None = None,
     ) -> None:
         rows = [to_row(state) for state in states]
         with self.datastore.transaction(commit=True) as cursor:
@@ -178,12 +192,14 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
                 if current != generation:
                     raise IntegrityError(f"the read model was rebuilt (generation {current})")
             if rows:
-                tallies = self._tallies(cursor, states)
+                tallies = self._tallies(cursor, states, previous)
                 self._upsert(cursor, rows)
-                if changes := tallies.rows():
-                    cursor.executemany(self.roll, self._merged(cursor, changes))
+                if changes := tallies.rows():  # each rollup in one statement, a column an array
+                    cursor.execute(self.roll, _columns(changes))
                 if hourly := tallies.hour_rows():
-                    cursor.executemany(self.roll_hours, hourly)
+                    cursor.execute(self.roll_hours, _columns(hourly))
+                if timed := tallies.durations():
+                    self._add_durations(cursor, timed, tracking.notification_id)
             if dead:
                 cursor.executemany(
                     SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING").format(
@@ -195,14 +211,12 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
     def _rollup_statements(self) -> None:
         columns = SQL(", ").join(map(Identifier, DAY_COLUMNS))
         self.roll = SQL(
-            "INSERT INTO {days} AS d ({columns}) VALUES ({values}) "
-            "ON CONFLICT (workspace_id, day, subject_id) DO UPDATE SET {counts}, "
-            "durations = CASE WHEN length(excluded.durations) = 0 THEN d.durations "
-            "ELSE excluded.durations END"
+            "INSERT INTO {days} AS d ({columns}) SELECT * FROM unnest({values}) "
+            "ON CONFLICT (workspace_id, day, subject_id) DO UPDATE SET {counts}"
         ).format(
             days=self.days,
             columns=columns,
-            values=SQL(", ").join(Placeholder() * len(DAY_COLUMNS)),
+            values=_arrays(("text", "text", "date", *["bigint"] * len(COUNT_COLUMNS))),
             counts=SQL(", ").join(
                 SQL("{0} = d.{0} + excluded.{0}").format(Identifier(c)) for c in COUNT_COLUMNS
             ),
@@ -211,11 +225,24 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
             "SELECT id, version, workspace_id, subject_id, status, created_at, completed_at, "
             "duration_ms FROM {} WHERE id = ANY(%s) FOR UPDATE"
         ).format(self.t)
-        self.select_durations = SQL(
-            "SELECT workspace_id, subject_id, day, durations FROM {} WHERE (workspace_id, "
-            "subject_id, day) IN (SELECT * FROM unnest(%s::text[], %s::text[], %s::date[])) "
-            "FOR UPDATE"
-        ).format(self.days)
+        self.add_segments = SQL(
+            "INSERT INTO {} (workspace_id, subject_id, day, segment, durations) "
+            "SELECT * FROM unnest({})"
+        ).format(self.durations, _arrays(("text", "text", "date", "bigint", "bytea")))
+        keys = "(workspace_id, subject_id, day) IN (SELECT * FROM unnest({}))"
+        key_arrays = _arrays(("text", "text", "date"))
+        self.crowded = SQL(
+            "SELECT workspace_id, subject_id, day FROM {} WHERE " + keys + " "
+            "GROUP BY 1, 2, 3 HAVING count(*) > %s"
+        ).format(self.durations, key_arrays)
+        self.take_segments = SQL(
+            "DELETE FROM {} WHERE " + keys + " RETURNING workspace_id, subject_id, day, durations"
+        ).format(self.durations, key_arrays)
+        self.recount_durations = SQL(
+            "SELECT workspace_id, subject_id, (completed_at AT TIME ZONE 'UTC')::date, 0, "
+            "string_agg(int8send(duration_ms), '' ORDER BY duration_ms) FROM {} "
+            "WHERE completed_at IS NOT NULL AND duration_ms IS NOT NULL GROUP BY 1, 2, 3"
+        ).format(self.t)
         utc_day = "({} AT TIME ZONE 'UTC')::date"
         created = [
             SQL("(status = {})::int").format(Literal(c.removeprefix("created_")))
@@ -227,10 +254,10 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
         ]
         zeros = [SQL("0")]
         contributions = SQL(
-            "SELECT workspace_id, subject_id, {created_day} AS day, {created}, {no_finished}, "
-            "NULL::bigint AS duration_ms FROM {t} UNION ALL "
-            "SELECT workspace_id, subject_id, {completed_day}, {no_created}, {finished}, "
-            "duration_ms FROM {t} WHERE completed_at IS NOT NULL"
+            "SELECT workspace_id, subject_id, {created_day} AS day, {created}, {no_finished} "
+            "FROM {t} UNION ALL "
+            "SELECT workspace_id, subject_id, {completed_day}, {no_created}, {finished} "
+            "FROM {t} WHERE completed_at IS NOT NULL"
         ).format(
             t=self.t,
             created_day=SQL(utc_day.format("created_at")),
@@ -246,12 +273,12 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
             ),
         )
         self.roll_hours = SQL(
-            "INSERT INTO {hours} AS h ({columns}) VALUES ({values}) "
+            "INSERT INTO {hours} AS h ({columns}) SELECT * FROM unnest({values}) "
             "ON CONFLICT (workspace_id, hour, subject_id) DO UPDATE SET {counts}"
         ).format(
             hours=self.hours,
             columns=SQL(", ").join(map(Identifier, HOUR_COLUMNS)),
-            values=SQL(", ").join(Placeholder() * len(HOUR_COLUMNS)),
+            values=_arrays(("text", "text", "timestamptz", *["bigint"] * (len(HOUR_COLUMNS) - 3))),
             counts=SQL(", ").join(
                 SQL("{0} = h.{0} + excluded.{0}").format(Identifier(c)) for c in HOUR_COLUMNS[3:]
             ),
@@ -274,38 +301,53 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
             finished=SQL(", ").join(finished),
         )
         self.recount = SQL(
-            "SELECT workspace_id, subject_id, day, {sums}, COALESCE(string_agg("
-            "int8send(duration_ms), '' ORDER BY duration_ms) FILTER (WHERE duration_ms IS NOT "
-            "NULL), '') "
+            "SELECT workspace_id, subject_id, day, {sums} "
             "FROM ({contributions}) AS contributions GROUP BY 1, 2, 3"
         ).format(
             sums=SQL(", ").join(SQL("sum({})").format(Identifier(c)) for c in COUNT_COLUMNS),
             contributions=contributions,
         )
 
-    def _merged(self, cursor: Any, changes: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        """The changes with their new durations merged into the days' stored ones."""
-        keys = [row[:3] for row in changes if row[-1]]
-        stored: dict[Any, list[int]] = {}
-        if keys:
-            cursor.execute(
-                self.select_durations, [list(column) for column in zip(*keys, strict=True)]
-            )
-            stored = {
-                (row["workspace_id"], row["subject_id"], row["day"]): unpack(row["durations"])
-                for row in cursor.fetchall()
-            }
-        return [
-            (*row[:-1], pack(list(merge(stored.get(row[:3], ()), row[-1]))) if row[-1] else b"")
-            for row in changes
-        ]
+    def _add_durations(
+        self, cursor: Any, timed: list[tuple[str, str, Any, list[int]]], segment: int
+    ) -> None:
+        """Adds each day's new durations as a segment of its own; merges the segments of a
+        day that has more than SEGMENTS into one."""
+        rows = [(*key, segment, pack(values)) for *key, values in timed]
+        cursor.execute(self.add_segments, _columns(rows))
+        keys = _columns([row[:3] for row in timed])
+        cursor.execute(self.crowded, (*keys, SEGMENTS))
+        if not (crowded := cursor.fetchall()):
+            return
+        cursor.execute(
+            self.take_segments,
+            _columns([(row["workspace_id"], row["subject_id"], row["day"]) for row in crowded]),
+        )
+        merged: dict[tuple[str, str, Any], list[int]] = {}
+        for row in cursor.fetchall():
+            key = (row["workspace_id"], row["subject_id"], row["day"])
+            merged.setdefault(key, []).extend(unpack(row["durations"]))
+        rows = [(*key, segment, pack(sorted(values))) for key, values in merged.items()]
+        cursor.execute(self.add_segments, _columns(rows))
 
-    def _tallies(self, cursor: Any, states: Sequence[RunState]) -> DayTallies:
-        """How writing these states moves the rollup (a state older than its row moves
+    def _tallies(
+        self,
+        cursor: Any,
+        states: Sequence[RunState],
+        previous: Mapping[str, RunState | None] | None,
+    ) -> DayTallies:
+        """How writing these states moves the rollups (a state older than its row moves
         nothing: the upsert will not write it)."""
+        tallies = DayTallies()
+        if previous is not None:
+            for state in states:
+                prior = previous.get(state.id)
+                if prior is None or prior.version < state.version:
+                    had = None if prior is None else Placement.of(prior)
+                    tallies.move(had, Placement.of(state))
+            return tallies
         cursor.execute(self.select_placed, ([state.id for state in states],))
         rows = {row["id"]: row for row in cursor.fetchall()}
-        tallies = DayTallies()
         for state in states:
             row = rows.get(state.id)
             if row is not None and row["version"] >= state.version:
@@ -330,20 +372,25 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
         with self.datastore.transaction(commit=False) as cursor:
             cursor.execute(
                 "SELECT count(to_regclass(name)) AS found FROM unnest(%s::text[]) AS name",
-                ([f'"{schema}"."{name}"' for name in (self.days_name, self.hours_name)],),
+                ([f'"{schema}"."{name}"' for name in self._rollup_names],),
             )
             row = cursor.fetchone()
-            fresh = row is None or row["found"] < 2
+            fresh = row is None or row["found"] < len(self._rollup_names)
         super().create_table()
         if fresh:
             self.refill_rollup()
 
+    @property
+    def _rollup_names(self) -> tuple[str, ...]:
+        return (self.days_name, self.durations_name, self.hours_name)
+
     def refill_rollup(self) -> None:
-        """Recounts both rollups from the rows (writers wait meanwhile)."""
+        """Recounts the rollups from the rows (writers wait meanwhile)."""
         with self.datastore.transaction(commit=True) as cursor:
             cursor.execute(SQL("LOCK TABLE {} IN SHARE MODE").format(self.t))
             for table, columns, recount in (
                 (self.days, DAY_COLUMNS, self.recount),
+                (self.durations, DURATION_COLUMNS, self.recount_durations),
                 (self.hours, HOUR_COLUMNS, self.recount_hours),
             ):
                 cursor.execute(SQL("DELETE FROM {}").format(table))
@@ -373,6 +420,19 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
                     for key in sorted(stored.keys() | recounted.keys())
                     if stored.get(key) != recounted.get(key)
                 ]
+            rows.execute(
+                SQL("SELECT workspace_id, subject_id, day, durations FROM {}").format(
+                    self.durations
+                )
+            )
+            kept = _durations(rows.fetchall())
+            rows.execute(self.recount_durations)
+            due = _durations(row[:3] + row[4:] for row in rows.fetchall())
+            found += [
+                (key, {"durations": kept.get(key)}, {"durations": due.get(key)})
+                for key in sorted(kept.keys() | due.keys())
+                if kept.get(key) != due.get(key)
+            ]
         return found
 
     def _upsert(self, cursor: Any, rows: list[dict[str, Any]]) -> None:
@@ -436,6 +496,7 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
             cursor.execute(SQL("DROP TABLE IF EXISTS {}").format(self.t))
             cursor.execute(SQL("DROP TABLE IF EXISTS {}").format(self.days))
             cursor.execute(SQL("DROP TABLE IF EXISTS {}").format(self.hours))
+            cursor.execute(SQL("DROP TABLE IF EXISTS {}").format(self.durations))
             cursor.execute(
                 SQL("DELETE FROM {} WHERE application_name = %s").format(self._tracking_table()),
                 (self.application_name,),
@@ -462,6 +523,7 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
                 (self.t, live.table),
                 (self.dead, live_dead),
                 (self.days, f"{live.table}_days"),
+                (self.durations, f"{live.table}_durations"),
                 (self.hours, f"{live.table}_hours"),
             ):
                 cursor.execute(
@@ -510,10 +572,21 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
 
 
 def _named(columns: Sequence[str], figures: Sequence[Any] | None) -> dict[str, Any] | None:
-    """A rollup row's figures by column (durations as a list), for `verify` to print."""
-    if figures is None:
-        return None
-    return {
-        column: list(v) if column == "durations" else v
-        for column, v in zip(columns[3:], figures, strict=True)
-    }
+    """A rollup row's figures by column, for `verify` to print."""
+    return None if figures is None else dict(zip(columns[3:], figures, strict=True))
+
+
+def _durations(rows: Iterable[Sequence[Any]]) -> dict[Any, list[int]]:
+    """(workspace, subject, day, packed segment) rows: each day's durations, in order."""
+    days: dict[Any, list[int]] = {}
+    for workspace, subject, day, packed in rows:
+        days.setdefault((workspace, subject, day), []).extend(unpack(packed))
+    return {key: sorted(values) for key, values in days.items() if values}
+
+
+def _arrays(types: Sequence[str]) -> Composed:
+    return SQL(", ").join(SQL("%s::{}[]").format(SQL(kind)) for kind in types)
+
+
+def _columns(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    return [list(column) for column in zip(*rows, strict=True)]

@@ -97,18 +97,24 @@ class Projector:
         # A run whose first event here is its creation has no row yet: no need to look.
         states, broken = self._load({run for run, v in first_versions.items() if v > 1})
         changed: dict[str, RunState] = {}
+        previous: dict[str, RunState | None] = {}  # as the rows hold them: for the rollups
         for notification, event in events:
             run_id = event.originator_id
             try:
                 if run_id in broken:
                     raise broken[run_id]
+                previous.setdefault(run_id, states.get(run_id))
                 state = self._step(states.get(run_id), event)
             except Exception as error:  # a bug or bad data: stop, or set it aside
                 dead.append(self._poison(notification, run_id, type(event).__name__, error))
                 continue
             states[run_id] = changed[run_id] = state
         self.view.write(
-            list(changed.values()), self._tracking(notifications), dead, self._generation
+            list(changed.values()),
+            self._tracking(notifications),
+            dead,
+            self._generation,
+            previous={run_id: previous[run_id] for run_id in changed},
         )
         if len(self._cache) + len(changed) > self.cache_size:
             self._cache.clear()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, time
 from functools import partial
+from itertools import chain
 from typing import Any
 
 from eventsourcing.postgres import PostgresDatastore
@@ -41,6 +42,7 @@ class PostgresRunQueries(RunQueries):
         self.t = Composed([schema, SQL("."), Identifier(table)])
         self.days = Composed([schema, SQL("."), Identifier(f"{table}_days")])
         self.hours = Composed([schema, SQL("."), Identifier(f"{table}_hours")])
+        self.durations = Composed([schema, SQL("."), Identifier(f"{table}_durations")])
         self.columns = SQL(", ").join(
             SQL("{0}::text AS {0}").format(Identifier(c)) if c in JSON_COLUMNS else Identifier(c)
             for c in VIEW_COLUMNS
@@ -148,10 +150,10 @@ class PostgresRunQueries(RunQueries):
             parts: dict[str, list[Sequence[int]]] = {
                 subject: [sorted(mine)] for subject, mine in timed.items()
             }
+            for subject, packed in self._durations(cursor, query, days):
+                parts.setdefault(subject, []).append(unpack(packed))
             for subject, day, *figures in self._days(cursor, query, days):
                 tally = dict(zip(_FIGURES, figures, strict=True))
-                if tally["durations"]:
-                    parts.setdefault(subject, []).append(unpack(tally["durations"]))
                 for column, status in _CREATED_STATUSES:
                     if n := tally[column]:
                         counts[subject, status] = counts.get((subject, status), 0) + n
@@ -163,12 +165,13 @@ class PostgresRunQueries(RunQueries):
                 tally = dict(zip(_HOURLY, figures, strict=True))
                 per_bucket.append((start, tally["created"]))
                 ended += _finished(start, tally)
-        # Ranked across the parts, never merged: each subject's p95, then every percentile
-        # of all of them (a month of a busy workspace: 350 parts, 90,000 durations, 3 ms).
-        durations = [DurationRow.of(subject, mine, (0.95,)) for subject, mine in parts.items()]
+        # Each subject's sorted parts merged (C's sort merges ascending runs), then all the
+        # subjects ranked without merging: a month of a busy workspace, 90,000 durations in
+        # up to a few thousand segments, takes 5 ms.
+        merged = {subject: sorted(chain.from_iterable(mine)) for subject, mine in parts.items()}
+        durations = [DurationRow.of(subject, [mine], (0.95,)) for subject, mine in merged.items()]
         if durations:
-            every = [part for mine in parts.values() for part in mine]
-            durations.append(DurationRow.of(None, every))
+            durations.append(DurationRow.of(None, list(merged.values())))
         status_counts = [(subject, status, n) for (subject, status), n in counts.items()]
         return StatsRows(status_counts, durations, per_bucket, ended)
 
@@ -222,6 +225,23 @@ class PostgresRunQueries(RunQueries):
             (days[0].date(), days[1].date()),
         )
 
+    def _durations(
+        self, cursor: Any, query: StatsQuery, days: tuple[datetime, datetime] | None
+    ) -> list[Sequence[Any]]:
+        """The sorted segments of durations of the workspace (and subject) for those whole
+        days: subject, packed durations."""
+        if days is None:
+            return []
+        return self._rollup(
+            cursor,
+            query,
+            SQL(
+                "SELECT subject_id, durations FROM {} WHERE workspace_id = %s AND day >= %s "
+                "AND day < %s{}"
+            ).format(self.durations, _subject(query)),
+            (days[0].date(), days[1].date()),
+        )
+
     def _hours(
         self, cursor: Any, query: StatsQuery, hours: tuple[datetime, datetime] | None
     ) -> list[Sequence[Any]]:
@@ -258,7 +278,7 @@ def _subject(query: StatsQuery) -> SQL:
     return SQL("" if query.subject_id is None else " AND subject_id = %s")
 
 
-_FIGURES = (*CREATED_COLUMNS, *FINISHED_COLUMNS, "durations")
+_FIGURES = (*CREATED_COLUMNS, *FINISHED_COLUMNS)
 _CREATED_STATUSES = [(column, column.removeprefix("created_")) for column in CREATED_COLUMNS]
 _HOURLY = HOUR_COLUMNS[3:]
 """The hourly rollup's figures: runs created, then finished by terminal status."""

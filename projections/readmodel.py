@@ -215,10 +215,13 @@ class RunsView(TrackingRecorder, ABC):
         tracking: Tracking,
         dead: Sequence[DeadLetter] = (),
         generation: int | None = None,
+        previous: Mapping[str, RunState | None] | None = None,
     ) -> None:
         """Upserts rows (never to an older version) and advances the tracking position, in
         one transaction; raises IntegrityError if the position does not advance, or if the
-        table's generation is not `generation` (a rebuild swapped a new table in)."""
+        table's generation is not `generation` (a rebuild swapped a new table in).
+        `previous`: each run's state as its row holds it before this write (None: no row),
+        when the caller knows it (the projector does), so that it need not be read again."""
 
     @abstractmethod
     def rows(self, run_ids: Collection[str]) -> dict[str, dict[str, Any]]:

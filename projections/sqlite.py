@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -102,6 +102,7 @@ class SQLiteRunsView(SQLiteTrackingRecorder, RunsView):
         tracking: Tracking,
         dead: Sequence[DeadLetter] = (),
         generation: int | None = None,
+        previous: Mapping[str, RunState | None] | None = None,
     ) -> None:
         rows = [_encode(to_row(state)) for state in states]
         with self.datastore.transaction(commit=True) as cursor:

@@ -3,7 +3,7 @@
     .venv/bin/python scripts/bench_queries.py [--runs 1000000] [--backend postgres] [--quick]
 
 Loads N generated runs straight into a throwaway `workflow_runs` read model (PostgreSQL: its
-secondary indexes set aside, COPY, the indexes rebuilt, VACUUM ANALYZE, the daily rollup
+secondary indexes set aside, COPY, the indexes rebuilt, VACUUM ANALYZE, the rollups
 recounted; SQLite: batched inserts, ANALYZE), not through the event store. The runs: 20
 workspaces of Zipf-like sizes (the largest holds about 28%), 90 days up to now, a dozen
 subjects a workspace, most runs finished, some open and idle for days, one in ten a child
@@ -82,7 +82,7 @@ def main() -> None:
             assert isinstance(view, PostgresRunsView)
             rolled = time.perf_counter()
             view.refill_rollup()  # the rows went in behind the projection's back
-            print(f"daily rollup recounted in {time.perf_counter() - rolled:.1f} s")
+            print(f"daily and hourly rollups recounted in {time.perf_counter() - rolled:.1f} s")
         else:
             load_sqlite(url, rows, runs)
         print(f"loaded {runs:,} runs in {time.perf_counter() - started:.1f} s\n")

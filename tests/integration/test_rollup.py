@@ -15,6 +15,7 @@ from infrastructure.application import Ledger
 from infrastructure.dashboard import open_queries
 from projections.postgres import PostgresRunsView
 from projections.queries import StatsQuery
+from projections.rollup import SEGMENTS
 from projections.verify import verify
 from tests.builders import T0, FakeClock, at, behind_the_ledgers_back, command, create, opened_view
 from tests.conftest import reset_postgres
@@ -176,3 +177,26 @@ def test_a_read_model_made_before_the_rollup_gets_one_filled_from_its_rows(
         assert isinstance(reopened, PostgresRunsView)
         assert reopened.rollup_disagreements() == []
     assert [stats_over(ledger, 3), stats_over(ledger, 3, "hour")] == expected
+
+
+def test_a_days_durations_written_in_many_batches_are_merged_into_few_segments(
+    ledger: Ledger, view: PostgresRunsView
+) -> None:
+    projector = readmodel.projector(ledger, view)
+    for index in range(3 * SEGMENTS):  # one batch each: one segment each, until merged
+        run_id = f"run_{index}"
+        ledger.submit(create(run_id, at=at(index)))
+        ledger.submit(command("start", run_id, at=at(index + 1)))
+        ledger.submit(command("complete", run_id, at=at(index + 1 + (index * 7) % 50)))
+        projector.run()
+
+    (segments,) = behind_the_ledgers_back(
+        ledger.database.url, "SELECT count(*) FROM workflow_runs_durations"
+    )
+    durations = sorted(1000 * ((index * 7) % 50) for index in range(3 * SEGMENTS))
+    stats = stats_over(ledger, 1)
+
+    assert 1 <= segments[0] <= SEGMENTS
+    assert view.rollup_disagreements() == []
+    assert stats["durationMs"]["max"] == durations[-1]  # type: ignore[index]
+    assert stats["durationMs"]["p50"] == durations[len(durations) // 2 - 1]  # type: ignore[index]

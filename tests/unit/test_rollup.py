@@ -21,8 +21,11 @@ from tests.builders import T0, at, command, create, events_from
 
 
 def summed(tallies: DayTallies) -> dict[tuple[Any, ...], tuple[Any, ...]]:
-    """The changes by day key, zero changes left out."""
-    return {tuple(row[:3]): tuple(row[3:]) for row in tallies.rows() if any(row[3:-1]) or row[-1]}
+    """The changes by day key, counts then durations, zero changes left out."""
+    days = {tuple(row[:3]): [*row[3:], []] for row in tallies.rows()}
+    for *key, values in tallies.durations():
+        days.setdefault(tuple(key), [*[0] * len(COUNT_COLUMNS), []])[-1] = values
+    return {key: tuple(day) for key, day in days.items() if any(day[:-1]) or day[-1]}
 
 
 def hourly(tallies: DayTallies) -> dict[tuple[Any, ...], tuple[Any, ...]]:
@@ -84,7 +87,7 @@ def test_a_status_change_moves_the_run_between_two_created_counts() -> None:
 
     changed = {
         column: figure
-        for column, figure in zip(COUNT_COLUMNS, tallies.rows()[0][3:-1], strict=True)
+        for column, figure in zip(COUNT_COLUMNS, tallies.rows()[0][3:], strict=True)
         if figure
     }
     assert changed == {"created_pending": -1, "created_running": 1}
