@@ -194,12 +194,7 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
             if rows:
                 tallies = self._tallies(cursor, states, previous)
                 self._upsert(cursor, rows)
-                if changes := tallies.rows():  # each rollup in one statement, a column an array
-                    cursor.execute(self.roll, _columns(changes))
-                if hourly := tallies.hour_rows():
-                    cursor.execute(self.roll_hours, _columns(hourly))
-                if timed := tallies.durations():
-                    self._add_durations(cursor, timed, tracking.notification_id)
+                self._roll(cursor, tallies, tracking.notification_id)
             if dead:
                 cursor.executemany(
                     SQL("INSERT INTO {} VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING").format(
@@ -210,7 +205,7 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
 
     def _rollup_statements(self) -> None:
         columns = SQL(", ").join(map(Identifier, DAY_COLUMNS))
-        self.roll = SQL(
+        days = SQL(
             "INSERT INTO {days} AS d ({columns}) SELECT * FROM unnest({values}) "
             "ON CONFLICT (workspace_id, day, subject_id) DO UPDATE SET {counts}"
         ).format(
@@ -231,9 +226,11 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
         ).format(self.durations, _arrays(("text", "text", "date", "bigint", "bytea")))
         keys = "(workspace_id, subject_id, day) IN (SELECT * FROM unnest({}))"
         key_arrays = _arrays(("text", "text", "date"))
-        self.crowded = SQL(
+        # The final SELECT sees the table as it was before this statement: a day is crowded
+        # when it had SEGMENTS already, so has one more now.
+        crowded = SQL(
             "SELECT workspace_id, subject_id, day FROM {} WHERE " + keys + " "
-            "GROUP BY 1, 2, 3 HAVING count(*) > %s"
+            "GROUP BY 1, 2, 3 HAVING count(*) >= %s"
         ).format(self.durations, key_arrays)
         self.take_segments = SQL(
             "DELETE FROM {} WHERE " + keys + " RETURNING workspace_id, subject_id, day, durations"
@@ -272,7 +269,7 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
                 SQL("0 AS {}").format(Identifier(c)) for c in FINISHED_COLUMNS
             ),
         )
-        self.roll_hours = SQL(
+        hours = SQL(
             "INSERT INTO {hours} AS h ({columns}) SELECT * FROM unnest({values}) "
             "ON CONFLICT (workspace_id, hour, subject_id) DO UPDATE SET {counts}"
         ).format(
@@ -283,6 +280,9 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
                 SQL("{0} = h.{0} + excluded.{0}").format(Identifier(c)) for c in HOUR_COLUMNS[3:]
             ),
         )
+        self.roll = SQL(
+            "WITH days AS ({days}), hours AS ({hours}), segments AS ({segments}) {crowded}"
+        ).format(days=days, hours=hours, segments=self.add_segments, crowded=crowded)
         utc_hour = "date_bin('1 hour', {}, TIMESTAMPTZ '2000-01-01 00:00Z')"
         self.recount_hours = SQL(
             "SELECT workspace_id, subject_id, hour, {sums} FROM ("
@@ -308,27 +308,33 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
             contributions=contributions,
         )
 
-    def _add_durations(
-        self, cursor: Any, timed: list[tuple[str, str, Any, list[int]]], segment: int
-    ) -> None:
-        """Adds each day's new durations as a segment of its own; merges the segments of a
-        day that has more than SEGMENTS into one."""
-        rows = [(*key, segment, pack(values)) for *key, values in timed]
-        cursor.execute(self.add_segments, _columns(rows))
-        keys = _columns([row[:3] for row in timed])
-        cursor.execute(self.crowded, (*keys, SEGMENTS))
+    def _roll(self, cursor: Any, tallies: DayTallies, segment: int) -> None:
+        """Applies a batch's changes to the rollups in one statement (each a column an
+        array): days and hours, and each day's new durations as a segment of its own; then
+        merges the segments of the days that now have more than SEGMENTS into one."""
+        timed = tallies.durations()
+        cursor.execute(
+            self.roll,
+            (
+                *_columns(tallies.rows(), len(DAY_COLUMNS)),
+                *_columns(tallies.hour_rows(), len(HOUR_COLUMNS)),
+                *_columns([(*key, segment, pack(values)) for *key, values in timed], 5),
+                *_columns([row[:3] for row in timed], 3),
+                SEGMENTS,
+            ),
+        )
         if not (crowded := cursor.fetchall()):
             return
         cursor.execute(
             self.take_segments,
-            _columns([(row["workspace_id"], row["subject_id"], row["day"]) for row in crowded]),
+            _columns([(row["workspace_id"], row["subject_id"], row["day"]) for row in crowded], 3),
         )
         merged: dict[tuple[str, str, Any], list[int]] = {}
         for row in cursor.fetchall():
             key = (row["workspace_id"], row["subject_id"], row["day"])
             merged.setdefault(key, []).extend(unpack(row["durations"]))
         rows = [(*key, segment, pack(sorted(values))) for key, values in merged.items()]
-        cursor.execute(self.add_segments, _columns(rows))
+        cursor.execute(self.add_segments, _columns(rows, 5))
 
     def _tallies(
         self,
@@ -588,5 +594,6 @@ def _arrays(types: Sequence[str]) -> Composed:
     return SQL(", ").join(SQL("%s::{}[]").format(SQL(kind)) for kind in types)
 
 
-def _columns(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
-    return [list(column) for column in zip(*rows, strict=True)]
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows of `width` values as that many columns."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * width
