@@ -150,9 +150,10 @@ class PostgresRunQueries(RunQueries):
             parts: dict[str, list[Sequence[int]]] = {
                 subject: [sorted(mine)] for subject, mine in timed.items()
             }
-            for subject, packed in self._durations(cursor, query, days):
+            segments = self._per_day(cursor, query, self.durations, ["durations"], days)
+            for subject, packed in segments:
                 parts.setdefault(subject, []).append(unpack(packed))
-            for subject, day, *figures in self._days(cursor, query, days):
+            for subject, day, *figures in self._per_day(cursor, query, self.days, _DAILY, days):
                 tally = dict(zip(_FIGURES, figures, strict=True))
                 for column, status in _CREATED_STATUSES:
                     if n := tally[column]:
@@ -208,37 +209,24 @@ class PostgresRunQueries(RunQueries):
         rows.execute(SQL(select).format(rows=SQL(" UNION ALL ").join(ranges)), params)
         return list(rows.fetchall())
 
-    def _days(
-        self, cursor: Any, query: StatsQuery, days: tuple[datetime, datetime] | None
+    def _per_day(
+        self,
+        cursor: Any,
+        query: StatsQuery,
+        table: Composed,
+        columns: Sequence[str],
+        days: tuple[datetime, datetime] | None,
     ) -> list[Sequence[Any]]:
-        """The daily rollup's rows of the workspace (and subject) for those whole days:
-        subject, day, then _FIGURES."""
+        """A daily rollup's rows of the workspace (and subject) for those whole days:
+        subject, then the columns."""
         if days is None:
             return []
         return self._rollup(
             cursor,
             query,
             SQL(
-                "SELECT subject_id, day, {} FROM {} WHERE workspace_id = %s AND day >= %s "
-                "AND day < %s{}"
-            ).format(SQL(", ").join(map(Identifier, _FIGURES)), self.days, _subject(query)),
-            (days[0].date(), days[1].date()),
-        )
-
-    def _durations(
-        self, cursor: Any, query: StatsQuery, days: tuple[datetime, datetime] | None
-    ) -> list[Sequence[Any]]:
-        """The sorted segments of durations of the workspace (and subject) for those whole
-        days: subject, packed durations."""
-        if days is None:
-            return []
-        return self._rollup(
-            cursor,
-            query,
-            SQL(
-                "SELECT subject_id, durations FROM {} WHERE workspace_id = %s AND day >= %s "
-                "AND day < %s{}"
-            ).format(self.durations, _subject(query)),
+                "SELECT subject_id, {} FROM {} WHERE workspace_id = %s AND day >= %s AND day < %s{}"
+            ).format(SQL(", ").join(map(Identifier, columns)), table, _subject(query)),
             (days[0].date(), days[1].date()),
         )
 
@@ -279,6 +267,7 @@ def _subject(query: StatsQuery) -> SQL:
 
 
 _FIGURES = (*CREATED_COLUMNS, *FINISHED_COLUMNS)
+_DAILY = ("day", *_FIGURES)
 _CREATED_STATUSES = [(column, column.removeprefix("created_")) for column in CREATED_COLUMNS]
 _HOURLY = HOUR_COLUMNS[3:]
 """The hourly rollup's figures: runs created, then finished by terminal status."""
