@@ -66,10 +66,15 @@ def _project(ledger: Ledger, args: argparse.Namespace) -> int:
         try:
             applied = runner.run(follow=args.follow, stop=stop)
         except ProjectionError as error:
-            write_json(sys.stderr, {"error": {"code": "projection_stopped", "message": str(error)}})
-            return EXIT_FAILED
+            return _stopped(str(error))
     write_json(sys.stdout, {"applied": applied, **readmodel.lag(ledger, view).to_json_dict()})
     return EXIT_OK
+
+
+def _stopped(message: str) -> int:
+    """The projection stopped at an event it cannot apply: exit 1, the reason on stderr."""
+    write_json(sys.stderr, {"error": {"code": "projection_stopped", "message": message}})
+    return EXIT_FAILED
 
 
 def _rebuild(ledger: Ledger, args: argparse.Namespace) -> int:
@@ -85,9 +90,7 @@ def _rebuild(ledger: Ledger, args: argparse.Namespace) -> int:
                 on_batch=progress.advance,
             )
         except ProjectionError as error:
-            message = f"{error}; the live read model is unchanged"
-            write_json(sys.stderr, {"error": {"code": "projection_stopped", "message": message}})
-            return EXIT_FAILED
+            return _stopped(f"{error}; the live read model is unchanged")
     write_json(sys.stdout, {"rebuilt": True, "position": position})
     return EXIT_OK
 

@@ -119,46 +119,12 @@ def from_row(row: Mapping[str, Any]) -> RunState:
 
 
 def view_from_row(values: Sequence[Any]) -> WorkflowRun:
-    """The WorkflowRun of a row's VIEW_COLUMNS, in that order, straight from the row rather
-    than through the run state: a page of a thousand runs takes a third of the time."""
-    (
-        run_id,
-        workspace_id,
-        subject_id,
-        parent_run_id,
-        status,
-        mode,
-        input_,
-        output,
-        error,
-        triggered_by,
-        cf_workflow_id,
-        duration_ms,
-        user_id,
-        started_at,
-        completed_at,
-        created_at,
-        updated_at,
-    ) = values
-    return WorkflowRun(
-        id=run_id,
-        workspace_id=workspace_id,
-        subject_id=subject_id,
-        parent_run_id=parent_run_id,
-        status=status,
-        mode=mode,
-        input=_json(input_),
-        output=_json(output),
-        error=error,
-        triggered_by=triggered_by,
-        cf_workflow_id=cf_workflow_id,
-        duration_ms=duration_ms,
-        user_id=user_id,
-        started_at=started_at,
-        completed_at=completed_at,
-        created_at=created_at,
-        updated_at=updated_at,
-    )
+    """The WorkflowRun of a row's VIEW_COLUMNS, in that order (the view's own field names),
+    straight from the row rather than through the run state: a page of a thousand runs takes
+    a third of the time."""
+    fields = dict(zip(VIEW_COLUMNS, values, strict=True))
+    fields["input"], fields["output"] = _json(fields["input"]), _json(fields["output"])
+    return WorkflowRun(**fields)
 
 
 def _json(text: str | None) -> Any:

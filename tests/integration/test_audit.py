@@ -8,7 +8,7 @@ import contextlib
 import io
 import itertools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -134,54 +134,39 @@ def recorded_history(
     return ledger.history(run_id)
 
 
-def test_as_of_each_events_at_the_view_is_the_fold_of_the_events_up_to_it(
-    ledger: Ledger, clock: FakeClock
+MOMENTS: list[Any] = [
+    pytest.param("--as-of", lambda event: event.at, id="as-of-each-at"),
+    pytest.param("--as-known-at", lambda event: event.timestamp, id="as-known-at-each-record"),
+]
+"""The option, and the moment of an event it reads by: its `at`, or when it was recorded."""
+
+
+@pytest.mark.parametrize(("option", "moment_of"), MOMENTS)
+def test_at_each_events_moment_the_view_is_the_fold_of_the_events_up_to_it(
+    ledger: Ledger, clock: FakeClock, option: str, moment_of: Callable[[RunEvent], datetime]
 ) -> None:
+    """`--as-of` reads by each event's `at`, `--as-known-at` by when it was recorded;
+    events at the same moment count as before it."""
     ids = run_ids()
 
     @as_of_settings
     @given(lines=strategies.lifecycles(), gaps=recorded_gaps)
-    def as_of_every_at(lines: list[dict[str, Any]], gaps: list[int]) -> None:
+    def at_every_moment(lines: list[dict[str, Any]], gaps: list[int]) -> None:
         run_id = next(ids)
         events = recorded_history(ledger, clock, run_id, lines, gaps)
 
         for event in events:
-            moment = timestamps.to_iso(event.at)
-            upto = [e for e in events if e.at <= event.at]  # those with the same `at` too
+            upto = [e for e in events if moment_of(e) <= moment_of(event)]
             for extended in (False, True):
                 flags = ["--extended"] * extended
-                printed = shown(ledger, run_id, "--as-of", moment, *flags)
+                moment = timestamps.to_iso(moment_of(event))
+                printed = shown(ledger, run_id, option, moment, *flags)
                 assert printed == folded(upto, extended=extended)
-        before = timestamps.to_iso(events[0].at - timedelta(milliseconds=1))
+        before = timestamps.to_iso(moment_of(events[0]) - timedelta(milliseconds=1))
         with pytest.raises(RunNotFound):
-            shown(ledger, run_id, "--as-of", before)
+            shown(ledger, run_id, option, before)
 
-    as_of_every_at()
-
-
-def test_as_known_at_each_recorded_time_the_view_is_the_fold_of_the_events_recorded_by_then(
-    ledger: Ledger, clock: FakeClock
-) -> None:
-    ids = run_ids()
-
-    @as_of_settings
-    @given(lines=strategies.lifecycles(), gaps=recorded_gaps)
-    def as_known_at_every_recording(lines: list[dict[str, Any]], gaps: list[int]) -> None:
-        run_id = next(ids)
-        events = recorded_history(ledger, clock, run_id, lines, gaps)
-
-        for event in events:
-            moment = timestamps.to_iso(event.timestamp)
-            upto = [e for e in events if e.timestamp <= event.timestamp]
-            for extended in (False, True):
-                flags = ["--extended"] * extended
-                printed = shown(ledger, run_id, "--as-known-at", moment, *flags)
-                assert printed == folded(upto, extended=extended)
-        before = timestamps.to_iso(events[0].timestamp - timedelta(milliseconds=1))
-        with pytest.raises(RunNotFound):
-            shown(ledger, run_id, "--as-known-at", before)
-
-    as_known_at_every_recording()
+    at_every_moment()
 
 
 # Export and import ----------------------------------------------------------------------------

@@ -13,7 +13,6 @@ from domain.status import Command
 from infrastructure.http.bodies import COMMAND_BODY_LIMIT, MAX_BATCH
 from infrastructure.http.writes import ROUTES
 from tests.builders import at, command, create
-from tests.integration import http_fixtures
 from tests.integration.http_fixtures import (
     WORKSPACE_A,
     Api,
@@ -23,9 +22,6 @@ from tests.integration.http_fixtures import (
     run_path,
     runs_path,
 )
-
-http_backend, database_of_module = http_fixtures.http_backend, http_fixtures.database_of_module
-api = http_fixtures.api  # the fixtures, where pytest finds them
 
 TRANSITIONS: dict[str, tuple[tuple[str, ...], dict[str, Any], str]] = {
     "start": ((), {}, "running"),

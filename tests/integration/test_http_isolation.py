@@ -18,7 +18,6 @@ from infrastructure.application import Ledger
 from infrastructure.http import scope
 from projections.fold import RunState, to_view
 from tests.builders import FakeClock, at, command, create
-from tests.integration import http_fixtures
 from tests.integration.http_fixtures import (
     WORKSPACE_A,
     WORKSPACE_B,
@@ -29,9 +28,6 @@ from tests.integration.http_fixtures import (
     run_path,
     runs_path,
 )
-
-http_backend, database_of_module = http_fixtures.http_backend, http_fixtures.database_of_module
-api = http_fixtures.api  # the fixtures, where pytest finds them
 
 
 def run_of_b(api: Api, **fields: Any) -> httpx.Response:

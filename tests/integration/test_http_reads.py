@@ -15,7 +15,6 @@ from infrastructure.http.service import Settings
 from projections import history
 from projections.fold import to_view
 from tests.builders import at
-from tests.integration import http_fixtures
 from tests.integration.http_fixtures import (
     TOKENS,
     WORKSPACE_A,
@@ -27,9 +26,6 @@ from tests.integration.http_fixtures import (
     run_path,
     runs_path,
 )
-
-http_backend, database_of_module = http_fixtures.http_backend, http_fixtures.database_of_module
-api, fresh_database = http_fixtures.api, http_fixtures.fresh_database  # (fixtures)
 
 
 def write(api: Api, run_id: str, route: str, second: float, **body: Any) -> httpx.Response:

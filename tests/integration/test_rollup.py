@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -108,19 +109,27 @@ def test_a_damaged_rollup_is_recounted_from_the_rows(
     assert again == before
 
 
+def verified_after(
+    ledger: Ledger, view: PostgresRunsView, statement: str, *params: object
+) -> list[dict[str, Any]]:
+    """What `verify` reports once three days are projected and `statement` changed a rollup
+    behind the projection's back."""
+    three_days(ledger)
+    readmodel.projector(ledger, view).run()
+    behind_the_ledgers_back(ledger.database.url, statement, *params)
+    return [d.to_json_dict() for d in verify(view, ledger.mapper, view.event_run_ids)]
+
+
 def test_verify_reports_a_rollup_that_disagrees_with_the_rows(
     ledger: Ledger, view: PostgresRunsView
 ) -> None:
-    three_days(ledger)
-    readmodel.projector(ledger, view).run()
-    behind_the_ledgers_back(
-        ledger.database.url,
+    found = verified_after(
+        ledger,
+        view,
         "UPDATE workflow_runs_days SET created_completed = created_completed + 5 "
         "WHERE subject_id = 'wf_0' AND day = %s",
         T0.date(),
     )
-
-    found = [d.to_json_dict() for d in verify(view, ledger.mapper, view.event_run_ids)]
 
     assert len(found) == 1
     assert found[0]["runId"] == f"ws_1/wf_0/{T0.date()}"
@@ -131,15 +140,12 @@ def test_verify_reports_a_rollup_that_disagrees_with_the_rows(
 def test_verify_reports_an_hourly_rollup_that_disagrees_with_the_rows(
     ledger: Ledger, view: PostgresRunsView
 ) -> None:
-    three_days(ledger)
-    readmodel.projector(ledger, view).run()
-    behind_the_ledgers_back(
-        ledger.database.url,
+    found = verified_after(
+        ledger,
+        view,
         "UPDATE workflow_runs_hours SET finished_failed = finished_failed + 1 WHERE hour = %s",
         T0,
     )
-
-    found = [d.to_json_dict() for d in verify(view, ledger.mapper, view.event_run_ids)]
 
     assert [(d["runId"], d["field"]) for d in found] == [
         ("ws_1/wf_0/2026-11-24T05:00:00.000Z", "(hourly rollup)"),
