@@ -203,7 +203,7 @@ def parse(data: Mapping[str, Any], *, size: int | None = None) -> AnyCommand:
     otherwise it is measured.
     """
     if size is None:
-        size = payload.size(data)
+        size = payload.size_within(dict(data), MAX_COMMAND_BYTES)
     if size > MAX_COMMAND_BYTES:
         raise TooLarge(
             f"the command is {size:,} bytes of JSON; the limit is {MAX_COMMAND_BYTES:,} bytes"

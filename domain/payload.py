@@ -133,6 +133,29 @@ def size(value: JsonValue) -> int:
     return len(text.encode(errors="surrogatepass"))
 
 
+def size_within(fields: dict[str, JsonValue], limit: int) -> int:
+    """`size(fields)` if it may exceed `limit`; else a bound at most `limit`, found without
+    writing the JSON out: a string or key takes at most 6 bytes a character (`\\uXXXX`),
+    plus quotes, colon and comma; a nested value is measured exactly."""
+    bound = 2
+    for key, value in fields.items():
+        if type(key) is not str:
+            return size(fields)
+        bound += 6 * len(key) + 4
+        kind = type(value)
+        if kind is str:
+            bound += 6 * len(value) + 2
+        elif value is None or kind is bool or kind is float:
+            bound += 24  # repr of a float is at most 24 characters
+        elif kind is int:
+            bound += value.bit_length() // 3 + 3  # decimal digits, sign included
+        else:
+            bound += size(value)
+        if bound > limit:
+            return size(fields)
+    return bound
+
+
 class _HasDecimal(Exception):
     pass
 

@@ -13,12 +13,12 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.application import Application
 from eventsourcing.persistence import ApplicationRecorder, RecordConflictError, StoredEvent
 from eventsourcing.postgres import PostgresAggregateRecorder
 from eventsourcing.utils import Environment, EnvType
 
-from domain import commands, identifiers, timestamps
+from domain import commands, identifiers, payload, timestamps
 from domain.commands import AnyCommand, CreateRun
 from domain.errors import Conflict, RunLedgerError, RunNotFound
 from domain.events import RunEvent
@@ -27,7 +27,7 @@ from infrastructure import eventstore, postgres
 from infrastructure.decisions import Decisions, Known, Outcome
 from infrastructure.group_commit import GroupCommit
 from infrastructure.settings import Database, parse_database_url
-from projections.fold import RunState, fold, step, to_view
+from projections.fold import RunState, fold, step, view_json
 
 Clock = Callable[[], datetime]
 
@@ -71,6 +71,9 @@ class Ledger(Application[str]):
         probe = getattr(self, "_probe", None)  # absent if the constructor failed
         if probe is not None:
             probe.close()
+        recorder = getattr(self, "recorder", None)
+        if isinstance(recorder, eventstore.OneTripRecorder | eventstore.OneWriterSQLiteRecorder):
+            recorder.release()
         super().close()
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
@@ -173,7 +176,7 @@ class Ledger(Application[str]):
         state = self.state(run_id)
         rendered = self._rendered.get(run_id)
         if rendered is None or rendered[0] != state.version:
-            rendered = (state.version, to_view(state).to_json())
+            rendered = (state.version, payload.dumps(view_json(state)))
             self._rendered[run_id] = rendered
         return rendered[1]
 
@@ -202,12 +205,11 @@ class Ledger(Application[str]):
         appended to one of them first (then the group is decided again)."""
         if not runs:
             return True
-        processing: ProcessingEvent[str] = ProcessingEvent()  # as `save` does, less its
-        for run in runs:  # runtime protocol checks (about 30 us a command)
-            processing.events.extend(run.collect_events())
-            processing.aggregates[run.id] = run
+        # What `save` does, less its runtime protocol checks, the recordings made for
+        # `_notify` (which does nothing here) and the aggregate cache (off): about 35 us.
+        events = [event for run in runs for event in run.collect_events()]
         try:
-            self._notify(self._record(processing))
+            self.recorder.insert_events([self.mapper.to_stored_event(e) for e in events])
         except RecordConflictError:
             time.sleep(random.uniform(0, 0.002 * 2**attempt))  # noqa: S311 - jitter, not crypto
             return False

@@ -17,7 +17,7 @@ from domain import commands, payload
 from domain.commands import MAX_COMMAND_BYTES, AnyCommand
 from domain.errors import InvalidCommand, RunLedgerError, TooLarge
 from infrastructure.application import GROUP_SIZE, Ledger
-from projections.fold import to_view
+from projections.fold import view_json
 
 _READ = 1 << 16
 
@@ -93,7 +93,7 @@ def answers(ledger: Ledger, group: list[Line], *, first: bool = False) -> list[d
         if isinstance(outcome, RunLedgerError):
             results.append({"ok": False, "error": outcome.as_json()})
         else:
-            results.append({"ok": True, "run": to_view(outcome).to_json_dict()})
+            results.append({"ok": True, "run": view_json(outcome)})
     return results
 
 

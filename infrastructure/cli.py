@@ -21,7 +21,7 @@ from infrastructure import batch, cli_audit, cli_dashboard, cli_projection, cli_
 from infrastructure.application import Ledger
 from infrastructure.output import reject, write_json, write_json_lines
 from infrastructure.settings import database_url, parse_database_url
-from projections.fold import fold, to_extended, to_view, until
+from projections.fold import fold, to_extended, to_view, until, view_json
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_REJECTED = 0, 1, 2
 
@@ -134,7 +134,7 @@ def _command_handler(command: Command) -> Handler:
                 continue
             data[field] = payload.loads(text, what=f"--{field}") if field in _JSON_FIELDS else text
         state = ledger.submit(data)
-        write_json(sys.stdout, to_view(state).to_json_dict())
+        write_json(sys.stdout, view_json(state))
         return EXIT_OK
 
     return handle

@@ -65,6 +65,7 @@ def _sqlite_env(url: str) -> dict[str, str]:
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
         "SQLITE_DBNAME": name,
         "SQLITE_LOCK_TIMEOUT": "30",
+        "APPLICATION_RECORDER_TOPIC": "infrastructure.eventstore:OneWriterSQLiteRecorder",
     }
 
 

@@ -7,9 +7,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from domain import payload, timestamps
 from domain.errors import RunNotFound
@@ -20,9 +19,11 @@ from projections.view import ExtendedView, Timings, WorkflowRun
 _TIMED = (RunStatus.RUNNING, RunStatus.PAUSED, RunStatus.WAITING)
 
 
-@dataclass(frozen=True, slots=True)
-class RunState:
-    """Everything the view and the timings are computed from, after some events."""
+class RunState(NamedTuple):
+    """Everything the view and the timings are computed from, after some events.
+
+    A named tuple rather than a frozen dataclass: as immutable, and made or copied with
+    changes in about a quarter of the time, which counts on every write and in every fold."""
 
     id: str
     workspace_id: str
@@ -103,7 +104,7 @@ def step(state: RunState | None, event: RunEvent) -> RunState:
         changes["error"] = event.error
     elif isinstance(event, CfWorkflowLinked):
         changes["cf_workflow_id"] = event.cf_workflow_id
-    return replace(state, **changes)
+    return state._replace(**changes)
 
 
 def _leave(state: RunState, at: datetime) -> dict[str, int]:
@@ -146,6 +147,35 @@ def to_view(state: RunState) -> WorkflowRun:
         created_at=state.created_at,
         updated_at=state.updated_at,
     )
+
+
+def view_json(state: RunState) -> dict[str, Any]:
+    """`to_view(state).to_json_dict()`, written out without making the model: the answer to
+    every write is one (tests/unit/test_fold.py checks the two agree on any history)."""
+    started, completed = state.started_at, state.completed_at
+    duration = None
+    if started is not None and completed is not None:
+        duration = timestamps.millis_between(started, completed)
+    to_iso = timestamps.to_iso
+    return {
+        "id": state.id,
+        "workspaceId": state.workspace_id,
+        "subjectId": state.subject_id,
+        "parentRunId": state.parent_run_id,
+        "status": state.status,
+        "mode": state.mode,
+        "input": state.input,
+        "output": state.output,
+        "error": state.error,
+        "triggeredBy": state.triggered_by,
+        "cfWorkflowId": state.cf_workflow_id,
+        "durationMs": duration,
+        "userId": state.user_id,
+        "startedAt": None if started is None else to_iso(started),
+        "completedAt": None if completed is None else to_iso(completed),
+        "createdAt": to_iso(state.created_at),
+        "updatedAt": to_iso(state.updated_at),
+    }
 
 
 def to_timings(state: RunState) -> Timings:

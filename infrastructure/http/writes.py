@@ -21,7 +21,7 @@ from infrastructure.http import bodies, scope
 from infrastructure.http.openapi import BODY_OF, ETAG, POSITION, errors, header, request_body
 from infrastructure.http.service import AccessDep, RunIdPath, Service, ServiceDep, WorkspaceDep
 from infrastructure.http.shapes import Answer
-from projections.fold import RunState, to_view
+from projections.fold import RunState, view_json
 from projections.view import WorkflowRun
 
 router = APIRouter(tags=["writes"])
@@ -174,7 +174,7 @@ def _batch(service: Service, workspace: str | None, body: bytes) -> Response:
     answers = [
         {"ok": False, "error": outcome.as_json()}
         if isinstance(outcome, RunLedgerError)
-        else {"ok": True, "run": to_view(outcome).to_json_dict()}
+        else {"ok": True, "run": view_json(outcome)}
         for outcome in scope.execute_batch(service.ledger, items, workspace)
     ]
     return Response(
@@ -197,7 +197,7 @@ def _written(
     service: Service, state: RunState, *, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
     return Response(
-        to_view(state).to_json(),
+        payload.dumps(view_json(state)),
         status_code=status,
         media_type="application/json",
         headers={

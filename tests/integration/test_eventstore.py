@@ -1,22 +1,33 @@
-"""The PostgreSQL recorder that sends each insert in one round trip
-(infrastructure/eventstore.py): the library's table lock and NOTIFY kept, values bound
-safely on the client, a refused insert leaving nothing behind and its connection usable."""
+"""The recorders that insert through one writer connection each (infrastructure/eventstore.py),
+on both backends: values stored as given, a refused insert leaving nothing behind and the
+writer usable, a writer waiting its turn behind another; on PostgreSQL, each insert in one
+round trip with the library's table lock and NOTIFY, and a broken writer replaced."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
-import time
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from infrastructure.application import Ledger
-from infrastructure.eventstore import OneTripRecorder
+from infrastructure.eventstore import OneTripRecorder, OneWriterSQLiteRecorder
 from tests.conftest import reset_postgres
 
 HOSTILE = "it's; DROP TABLE runledger_events; -- \\x00 ünï"
+
+Writer = OneTripRecorder | OneWriterSQLiteRecorder
+
+
+@pytest.fixture
+def writer(database_url: str) -> Iterator[Writer]:
+    with Ledger(database_url) as ledger:
+        assert isinstance(ledger.recorder, OneTripRecorder | OneWriterSQLiteRecorder)
+        yield ledger.recorder
 
 
 @pytest.fixture
@@ -32,8 +43,9 @@ def event(run_id: str, version: int, state: bytes = b"{}") -> StoredEvent:
 
 
 def test_inserts_return_their_notification_ids_and_store_the_values_as_given(
-    recorder: OneTripRecorder,
+    writer: Writer,
 ) -> None:
+    recorder = writer
     first = recorder.insert_events([event("run_1", 1), event("run_1", 2, b"\x00'\\\xff")])
     second = recorder.insert_events([event(HOSTILE, 1, HOSTILE.encode())])
 
@@ -48,17 +60,64 @@ def test_inserts_return_their_notification_ids_and_store_the_values_as_given(
 
 
 def test_a_refused_insert_stores_none_of_its_events_and_the_next_one_goes_through(
-    recorder: OneTripRecorder,
+    writer: Writer,
 ) -> None:
+    recorder = writer
     recorder.insert_events([event("run_1", 1)])
 
     with pytest.raises(IntegrityError):
         recorder.insert_events([event("run_2", 1), event("run_1", 1)])
-    for _ in range(8):  # every pooled connection is usable again
-        recorder.insert_events([event(f"run_{time.monotonic_ns()}", 1)])
+    ids = [recorder.insert_events([event(f"run_{n}", 1)]) for n in range(3, 11)]
 
     assert recorder.select_events("run_2") == []
-    assert recorder.max_notification_id() == 1 + 2 + 8  # the refused insert spent two ids
+    assert [e.originator_id for e in recorder.select_events("run_10")] == ["run_10"]
+    assert ids == sorted(ids)
+    assert len({tuple(i or ()) for i in ids}) == 8
+
+
+def test_a_sqlite_writer_waits_its_turn_behind_another_connections_write(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with Ledger(url) as ledger:
+        recorder = ledger.recorder
+        assert isinstance(recorder, OneWriterSQLiteRecorder)
+        recorder.insert_events([event("run_0", 1)])
+        holder = sqlite3.connect(tmp_path / "ledger.db", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another process's writer, mid-transaction
+        done = threading.Event()
+
+        def write() -> None:
+            recorder.insert_events([event("run_1", 1)])
+            done.set()
+
+        thread = threading.Thread(target=write)
+        thread.start()
+        waited = not done.wait(0.3)
+        holder.execute("COMMIT")
+        thread.join(10)
+        holder.close()
+
+        assert waited
+        assert done.is_set()
+        assert [e.originator_version for e in recorder.select_events("run_1")] == [1]
+
+
+def test_a_broken_writer_connection_is_replaced_and_the_insert_goes_through(
+    recorder: OneTripRecorder, postgres_database: str
+) -> None:
+    recorder.insert_events([event("run_1", 1)])
+    with psycopg.connect(postgres_database, autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND query LIKE 'BEGIN; SET LOCAL lock_timeout%%'"
+        ).fetchall()
+
+    ids = recorder.insert_events([event("run_2", 1)])
+
+    assert killed == [(True,)]
+    assert ids is not None
+    assert len(ids) == 1
+    assert [e.originator_id for e in recorder.select_events("run_2")] == ["run_2"]
 
 
 def test_an_insert_waits_for_the_table_lock_and_notifies_listeners(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -119,7 +118,7 @@ def test_a_batch_at_a_position_already_applied_is_refused_and_changes_no_row(
     readmodel.projector(ledger, view).run()
     rows = view.rows(RUN_IDS)
     state = view.states(["run_2"])["run_2"]
-    newer = replace(state, error="written twice", version=state.version + 1)
+    newer = state._replace(error="written twice", version=state.version + 1)
 
     with pytest.raises(IntegrityError):
         view.write([newer], Tracking(view.application_name, view.position()))

@@ -90,8 +90,8 @@ def workspaces_of_runs(
         states.append(fold(events))
     if draw(st.booleans()):  # a child in another workspace: the contract forbids it, and
         adopter = draw(st.sampled_from(states))  # no answer may follow it there
-        foreign = replace(draw(st.sampled_from(states)), id=f"{prefix}foreign")
-        states.append(replace(foreign, workspace_id=prefix + "ws_x", parent_run_id=adopter.id))
+        foreign = draw(st.sampled_from(states))._replace(id=f"{prefix}foreign")
+        states.append(foreign._replace(workspace_id=prefix + "ws_x", parent_run_id=adopter.id))
     return states
 
 
@@ -206,7 +206,7 @@ def test_runs_added_while_walking_the_pages_never_repeat_a_run_nor_hide_one_that
 
 
 def _in_workspace(state: RunState, prefix: str) -> RunState:
-    return replace(state, workspace_id=prefix + "ws_a", parent_run_id=None)
+    return state._replace(workspace_id=prefix + "ws_a", parent_run_id=None)
 
 
 # stats --------------------------------------------------------------------------------------

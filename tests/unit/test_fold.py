@@ -11,10 +11,19 @@ from typing import Any, cast
 import pytest
 from eventsourcing.application import project_aggregate
 from hypothesis import given
+from hypothesis import strategies as st
 
 from domain import payload
 from domain.run import Run
-from projections.fold import RunState, fold, step, to_extended, to_timings, to_view
+from projections.fold import (
+    RunState,
+    fold,
+    step,
+    to_extended,
+    to_timings,
+    to_view,
+    view_json,
+)
 from tests import strategies
 from tests.builders import SEED_FIELDS, T0, at, command, create, events_from
 
@@ -389,3 +398,20 @@ def test_the_fold_agrees_with_the_aggregate_it_was_built_from(
     assert state.status == run.status
     assert state.version == run.version == len(lines)
     assert state.cf_workflow_id == run.cf_workflow_id
+
+
+@given(strategies.interleaved_lifecycles(max_runs=1), st.booleans(), st.booleans())
+def test_the_view_written_out_directly_is_the_models_to_the_byte(
+    lines: list[dict[str, Any]], with_parent: bool, linked_at_create: bool
+) -> None:
+    extra = {"parentRunId": "run_parent"} if with_parent else {}
+    if linked_at_create and not any(line["command"] == "linkCfWorkflow" for line in lines):
+        extra["cfWorkflowId"] = "cf_created"
+    lines = [{**lines[0], **extra}, *lines[1:]]
+    for events in (events_from(lines[:cut]) for cut in range(1, len(lines) + 1)):
+        state = fold(events)
+
+        direct, modelled = view_json(state), to_view(state).to_json_dict()
+
+        assert list(direct.items()) == list(modelled.items())
+        assert payload.dumps(direct) == payload.dumps(modelled)

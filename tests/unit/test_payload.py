@@ -6,7 +6,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from domain import payload
 from domain.errors import InvalidCommand
@@ -239,3 +240,30 @@ def test_a_generated_payload_is_within_the_limits_and_its_text_is_one_line(value
     text = payload.dumps(value)
 
     assert "\n" not in text
+
+
+# Sizes -----------------------------------------------------------------------------------------
+
+
+@given(
+    st.dictionaries(
+        strategies.json_text,
+        strategies.json_values | st.integers() | st.text() | st.floats(allow_nan=False),
+        max_size=6,
+    ),
+    st.integers(min_value=0, max_value=400),
+)
+@example({"": "\x01" * 10}, 400)  # a character escaped as \u0001 takes 6 bytes
+@example({"\x1f" * 5: None}, 400)
+@example({"": -(2**200)}, 400)  # digits and the sign
+@example({"": -(2**10)}, 400)
+@example({"": -2.2250738585072014e-308}, 400)  # the longest repr of a float
+@example({"": "é" * 20, "x": {"y": ["\x00" * 3]}}, 400)
+def test_size_within_is_the_size_past_the_limit_and_a_bound_on_it_below(
+    fields: dict[str, Any], limit: int
+) -> None:
+    exact = payload.size(fields)
+
+    found = payload.size_within(fields, limit)
+
+    assert found == exact if found > limit else exact <= found
