@@ -47,6 +47,8 @@ def _as_field_error(check: Callable[[Any, str], Any]) -> Callable[[Any, Validati
 
 
 def _identifier(value: Any, field: str) -> str:
+    if type(value) is str and identifiers.IDENTIFIER.fullmatch(value):
+        return value  # the common case, decided by the pattern alone
     return identifiers.check(_text(value, field), field=field)
 
 
@@ -196,6 +198,11 @@ MODELS: Mapping[Command, type[CreateRun] | type[RunCommand]] = {
 }
 
 
+_MODEL_NAMED: Mapping[str, type[CreateRun] | type[RunCommand]] = {
+    kind.value: model for kind, model in MODELS.items()
+}
+
+
 def parse(data: Mapping[str, Any], *, size: int | None = None) -> AnyCommand:
     """Validates one command given as a mapping with a "command" key and camelCase fields.
 
@@ -203,17 +210,18 @@ def parse(data: Mapping[str, Any], *, size: int | None = None) -> AnyCommand:
     otherwise it is measured.
     """
     if size is None:
-        size = payload.size_within(dict(data), MAX_COMMAND_BYTES)
+        size = payload.size_within(data, MAX_COMMAND_BYTES)
     if size > MAX_COMMAND_BYTES:
         raise TooLarge(
             f"the command is {size:,} bytes of JSON; the limit is {MAX_COMMAND_BYTES:,} bytes"
         )
     name = data.get("command")
-    if not isinstance(name, str) or name not in Command.__members__.values():
+    model = _MODEL_NAMED.get(name) if isinstance(name, str) else None
+    if model is None:
         known = ", ".join(command.value for command in Command)
         raise InvalidCommand(f"command must be one of {known}; got {payload.dumps(name)}")
     fields = {key: value for key, value in data.items() if key != "command"}
-    return validate(MODELS[Command(name)], fields)
+    return validate(model, fields)
 
 
 def validate(model: type[M], fields: Mapping[str, Any]) -> M:

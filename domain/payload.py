@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -133,7 +133,7 @@ def size(value: JsonValue) -> int:
     return len(text.encode(errors="surrogatepass"))
 
 
-def size_within(fields: dict[str, JsonValue], limit: int) -> int:
+def size_within(fields: Mapping[str, JsonValue], limit: int) -> int:
     """`size(fields)` if it may exceed `limit`; else a bound at most `limit`, found without
     writing the JSON out: a string or key takes at most 6 bytes a character (`\\uXXXX`),
     plus quotes, colon and comma; a nested value is measured exactly."""

@@ -246,7 +246,8 @@ class OneWriterSQLiteRecorder(SQLiteApplicationRecorder):
 
     SQLite lets one writer in at a time anyway; going through the library's pool, its
     reader-writer interlock and its transaction wrappers cost about 50 us an insert more
-    than `BEGIN IMMEDIATE`, the inserts and `COMMIT` on a plain connection. Threads take
+    than `BEGIN IMMEDIATE`, the inserts and `COMMIT` on a plain connection (a single event
+    is one statement, its own transaction). Threads take
     turns (a lock); other processes wait for SQLite's write lock up to the datastore's lock
     timeout, as the library's connections do. An in-memory database keeps the library's path
     (its pool is what shares the one database between connections).
@@ -263,6 +264,7 @@ class OneWriterSQLiteRecorder(SQLiteApplicationRecorder):
         pool = self.datastore.pool
         if pool.is_sqlite_memory_mode:
             return super().insert_events(stored_events, **kwargs)
+        events = stored_events
         statement = self.insert_events_statement
         with self._writing:
             if self._writer is None:
@@ -274,13 +276,13 @@ class OneWriterSQLiteRecorder(SQLiteApplicationRecorder):
                     timeout=pool.lock_timeout or 5.0,
                 )
             writer = self._writer
+            rows = [(e.originator_id, e.originator_version, e.topic, e.state) for e in events]
             try:
+                if len(rows) == 1:  # one statement is a transaction of its own
+                    return [cast(int, writer.execute(statement, rows[0]).lastrowid)]
                 writer.execute("BEGIN IMMEDIATE")
                 try:
-                    ids = []
-                    for event in stored_events:
-                        row = (event.originator_id, event.originator_version, event.topic)
-                        ids.append(writer.execute(statement, (*row, event.state)).lastrowid)
+                    ids = [cast(int, writer.execute(statement, row).lastrowid) for row in rows]
                     writer.execute("COMMIT")
                 except BaseException:
                     if writer.in_transaction:
@@ -288,7 +290,7 @@ class OneWriterSQLiteRecorder(SQLiteApplicationRecorder):
                     raise
             except sqlite3.Error as error:
                 raise _translated(error, sqlite3) from error
-            return cast(list[int], ids)
+            return ids
 
     def release(self) -> None:
         """Closes the writer connection."""

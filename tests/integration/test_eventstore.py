@@ -67,6 +67,8 @@ def test_a_refused_insert_stores_none_of_its_events_and_the_next_one_goes_throug
 
     with pytest.raises(IntegrityError):
         recorder.insert_events([event("run_2", 1), event("run_1", 1)])
+    with pytest.raises(IntegrityError):
+        recorder.insert_events([event("run_1", 1, b"again")])
     ids = [list(recorder.insert_events([event(f"run_{n}", 1)]) or ()) for n in range(3, 11)]
 
     assert recorder.select_events("run_2") == []
