@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import resource
 import tempfile
 from collections.abc import Iterator
@@ -72,7 +73,14 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+_FIGURE = re.compile(r"[-+]?[\d,]*\.?\d+( ?[a-zA-Z%/]+)?")
+
+
 def print_table(header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+    """Columns aligned: figures to the right, words to the left."""
+    columns = list(zip(header, *rows, strict=True))
+    widths = [max(len(str(cell)) for cell in column) for column in columns]
+    words = [not all(_FIGURE.fullmatch(str(c)) for c in column[1:]) for column in columns]
     for line in (header, *rows):
-        print("  ".join(str(cell).rjust(width) for cell, width in zip(line, widths, strict=True)))
+        cells = zip(line, widths, words, strict=True)
+        print("  ".join(str(c).ljust(w) if text else str(c).rjust(w) for c, w, text in cells))
