@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -40,6 +40,24 @@ def recorder(postgres_database: str) -> Iterator[OneTripRecorder]:
 
 def event(run_id: str, version: int, state: bytes = b"{}") -> StoredEvent:
     return StoredEvent(run_id, version, "domain.events:RunStarted", state)
+
+
+def insert_behind(recorder: Writer, release: Callable[[], object]) -> tuple[bool, bool]:
+    """Inserts `run_1` from another thread while something else holds the write lock, then
+    `release`s it: whether the insert was still waiting after 0.3 s, and whether it then
+    went through."""
+    done = threading.Event()
+
+    def write() -> None:
+        recorder.insert_events([event("run_1", 1)])
+        done.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    waited = not done.wait(0.3)
+    release()
+    writer.join(10)
+    return waited, done.is_set()
 
 
 def test_inserts_return_their_notification_ids_and_store_the_values_as_given(
@@ -85,21 +103,12 @@ def test_a_sqlite_writer_waits_its_turn_behind_another_connections_write(tmp_pat
         recorder.insert_events([event("run_0", 1)])
         holder = sqlite3.connect(tmp_path / "ledger.db", isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")  # another process's writer, mid-transaction
-        done = threading.Event()
 
-        def write() -> None:
-            recorder.insert_events([event("run_1", 1)])
-            done.set()
-
-        thread = threading.Thread(target=write)
-        thread.start()
-        waited = not done.wait(0.3)
-        holder.execute("COMMIT")
-        thread.join(10)
+        waited, done = insert_behind(recorder, lambda: holder.execute("COMMIT"))
         holder.close()
 
         assert waited
-        assert done.is_set()
+        assert done
         assert [e.originator_version for e in recorder.select_events("run_1")] == [1]
 
 
@@ -131,19 +140,10 @@ def test_an_insert_waits_for_the_table_lock_and_notifies_listeners(
     ):
         listener.execute(f"LISTEN {recorder.channel_name}")
         holder.execute("LOCK TABLE runledger_events IN EXCLUSIVE MODE")  # a writer, mid-commit
-        done = threading.Event()
 
-        def write() -> None:
-            recorder.insert_events([event("run_1", 1)])
-            done.set()
-
-        writer = threading.Thread(target=write)
-        writer.start()
-        waited = not done.wait(0.3)
-        holder.rollback()
-        writer.join(10)
+        waited, done = insert_behind(recorder, holder.rollback)
         notified = list(listener.notifies(timeout=5, stop_after=1))
 
     assert waited
-    assert done.is_set()
+    assert done
     assert [n.channel for n in notified] == [recorder.channel_name]
