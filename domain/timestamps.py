@@ -41,9 +41,23 @@ def truncate(moment: datetime) -> datetime:
     return moment.replace(microsecond=moment.microsecond - moment.microsecond % 1000)
 
 
+_PRINTED: dict[datetime, str] = {}
+_PRINTED_KEPT = 4096
+
+
 def to_iso(moment: datetime) -> str:
-    """Prints a moment as JavaScript's toISOString() does: `2026-11-24T05:05:34.120Z`."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"  # +00:00
+    """Prints a moment as JavaScript's toISOString() does: `2026-11-24T05:05:34.120Z`.
+
+    The moments printed last are kept with their text: a run's answer prints up to four,
+    often the same, and a burst of commands shares its milliseconds (a lookup costs a
+    tenth of printing)."""
+    text = _PRINTED.get(moment)
+    if text is None:
+        text = moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"  # +00:00
+        if len(_PRINTED) >= _PRINTED_KEPT:
+            _PRINTED.clear()
+        _PRINTED[moment] = text
+    return text
 
 
 def millis_between(earlier: datetime, later: datetime) -> int:

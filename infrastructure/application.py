@@ -18,7 +18,7 @@ from eventsourcing.persistence import ApplicationRecorder, RecordConflictError, 
 from eventsourcing.postgres import PostgresAggregateRecorder
 from eventsourcing.utils import Environment, EnvType
 
-from domain import commands, identifiers, payload, timestamps
+from domain import commands, identifiers, timestamps
 from domain.commands import AnyCommand, CreateRun
 from domain.errors import Conflict, RunLedgerError, RunNotFound
 from domain.events import RunEvent
@@ -27,7 +27,7 @@ from infrastructure import eventstore, postgres
 from infrastructure.decisions import Decisions, Known, Outcome
 from infrastructure.group_commit import GroupCommit
 from infrastructure.settings import Database, parse_database_url
-from projections.fold import RunState, fold, step, view_json
+from projections.fold import RunState, fold, step, view_text
 
 Clock = Callable[[], datetime]
 
@@ -176,7 +176,7 @@ class Ledger(Application[str]):
         state = self.state(run_id)
         rendered = self._rendered.get(run_id)
         if rendered is None or rendered[0] != state.version:
-            rendered = (state.version, payload.dumps(view_json(state)))
+            rendered = (state.version, view_text(state))
             self._rendered[run_id] = rendered
         return rendered[1]
 

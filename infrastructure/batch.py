@@ -17,7 +17,8 @@ from domain import commands, payload
 from domain.commands import MAX_COMMAND_BYTES, AnyCommand
 from domain.errors import InvalidCommand, RunLedgerError, TooLarge
 from infrastructure.application import GROUP_SIZE, Ledger
-from projections.fold import view_json
+from infrastructure.decisions import Outcome
+from projections.fold import view_text
 
 _READ = 1 << 16
 
@@ -75,8 +76,8 @@ def _line(line: bytes, skipped: int, limit: int) -> Line:
     return line
 
 
-def answers(ledger: Ledger, group: list[Line], *, first: bool = False) -> list[dict[str, Any]]:
-    """The answers to a group of lines: `{"ok":true,"run":...}` or `{"ok":false,"error":...}`."""
+def outcomes(ledger: Ledger, group: list[Line], *, first: bool = False) -> list[Outcome]:
+    """What became of each line of a group: the run's state, or the rejection."""
     parsed: list[AnyCommand | RunLedgerError] = []
     for index, line in enumerate(group):
         try:
@@ -86,15 +87,16 @@ def answers(ledger: Ledger, group: list[Line], *, first: bool = False) -> list[d
             parsed.append(commands.parse(data, size=len(line)))
         except RunLedgerError as error:
             parsed.append(error)
-    outcomes = iter(ledger.execute_many([p for p in parsed if not isinstance(p, RunLedgerError)]))
-    results = []
-    for item in parsed:
-        outcome = item if isinstance(item, RunLedgerError) else next(outcomes)
-        if isinstance(outcome, RunLedgerError):
-            results.append({"ok": False, "error": outcome.as_json()})
-        else:
-            results.append({"ok": True, "run": view_json(outcome)})
-    return results
+    executed = iter(ledger.execute_many([p for p in parsed if not isinstance(p, RunLedgerError)]))
+    return [item if isinstance(item, RunLedgerError) else next(executed) for item in parsed]
+
+
+def answer(outcome: Outcome) -> str:
+    """A line's answer as JSON text: `{"ok":true,"run":...}` or `{"ok":false,"error":...}`.
+    The view is written straight from the state (`view_text`), without a dict between."""
+    if isinstance(outcome, RunLedgerError):
+        return payload.dumps({"ok": False, "error": outcome.as_json()})
+    return f'{{"ok":true,"run":{view_text(outcome)}}}'
 
 
 def _parse_line(line: bytes, *, first: bool) -> dict[str, Any]:

@@ -19,9 +19,9 @@ from domain.errors import InvalidCommand, RunLedgerError
 from domain.status import Command
 from infrastructure import batch, cli_audit, cli_dashboard, cli_projection, cli_service
 from infrastructure.application import Ledger
-from infrastructure.output import reject, write_json, write_json_lines
+from infrastructure.output import reject, write_json, write_lines
 from infrastructure.settings import database_url, parse_database_url
-from projections.fold import fold, to_extended, to_view, until, view_json
+from projections.fold import fold, to_extended, to_view, until, view_text
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_REJECTED = 0, 1, 2
 
@@ -134,7 +134,7 @@ def _command_handler(command: Command) -> Handler:
                 continue
             data[field] = payload.loads(text, what=f"--{field}") if field in _JSON_FIELDS else text
         state = ledger.submit(data)
-        write_json(sys.stdout, view_json(state))
+        write_lines(sys.stdout, [view_text(state)])
         return EXIT_OK
 
     return handle
@@ -144,9 +144,9 @@ def _apply(ledger: Ledger, args: argparse.Namespace) -> int:
     rejected = 0
     with batch.open_input(args.file) as stream:
         for number, group in enumerate(batch.line_groups(stream.fileno())):
-            results = batch.answers(ledger, group, first=number == 0)
-            rejected += sum(not result["ok"] for result in results)
-            write_json_lines(sys.stdout, results)  # a group's answers in one write
+            outcomes = batch.outcomes(ledger, group, first=number == 0)
+            rejected += sum(isinstance(outcome, RunLedgerError) for outcome in outcomes)
+            write_lines(sys.stdout, map(batch.answer, outcomes))  # a group's in one write
     return EXIT_REJECTED if rejected else EXIT_OK
 
 

@@ -16,10 +16,10 @@ def write_json(stream: IO[str], value: Any) -> None:
     stream.buffer.flush()  # type: ignore[attr-defined]
 
 
-def write_json_lines(stream: IO[str], values: Iterable[Any]) -> None:
-    """Several JSON values, one a line, in one write."""
+def write_lines(stream: IO[str], lines: Iterable[str]) -> None:
+    """Lines of JSON text already written out, in one write."""
     stream.flush()
-    text = "".join(payload.dumps(value) + "\n" for value in values)
+    text = "".join(line + "\n" for line in lines)
     stream.buffer.write(text.encode())  # type: ignore[attr-defined]
     stream.buffer.flush()  # type: ignore[attr-defined]
 

@@ -80,8 +80,7 @@ def to_row(state: RunState) -> dict[str, Any]:
     row |= {"recorded_at": state.recorded_at}
     for column in ("status", "mode", "triggered_by"):
         row[column] = row[column].value
-    for column in JSON_COLUMNS:
-        row[column] = None if row[column] is None else payload.dumps(row[column])
+    row["input"], row["output"] = _column(state.input_json), _column(state.output_json)
     return row
 
 
@@ -102,10 +101,10 @@ def from_row(row: Mapping[str, Any]) -> RunState:
         parent_run_id=row["parent_run_id"],
         mode=Mode(row["mode"]),
         triggered_by=TriggeredBy(row["triggered_by"]),
-        input=_json(row["input"]),
+        input_json=_text(row["input"]),
         cf_workflow_id=row["cf_workflow_id"],
         status=status,
-        output=_json(row["output"]),
+        output_json=_text(row["output"]),
         error=row["error"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
@@ -129,6 +128,16 @@ def view_from_row(values: Sequence[Any]) -> WorkflowRun:
 
 def _json(text: str | None) -> Any:
     return None if text is None else payload.loads(text)
+
+
+def _column(text: str) -> str | None:
+    """A JSON column's value: NULL for a JSON null."""
+    return None if text == "null" else text
+
+
+def _text(column: str | None) -> str:
+    """A JSON column as the text `payload.dumps` writes (jsonb has a layout of its own)."""
+    return "null" if column is None else payload.dumps(payload.loads(column))
 
 
 @dataclass(frozen=True)

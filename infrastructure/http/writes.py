@@ -14,14 +14,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from domain import commands, payload
+from domain import commands
 from domain.errors import InvalidCommand, RunLedgerError
 from domain.status import Command
+from infrastructure.batch import answer
 from infrastructure.http import bodies, scope
 from infrastructure.http.openapi import BODY_OF, ETAG, POSITION, errors, header, request_body
 from infrastructure.http.service import AccessDep, RunIdPath, Service, ServiceDep, WorkspaceDep
 from infrastructure.http.shapes import Answer
-from projections.fold import RunState, view_json
+from projections.fold import RunState, view_text
 from projections.view import WorkflowRun
 
 router = APIRouter(tags=["writes"])
@@ -171,14 +172,9 @@ def _batch(service: Service, workspace: str | None, body: bytes) -> Response:
             items.append(commands.parse(item))
         except RunLedgerError as error:
             items.append(error)
-    answers = [
-        {"ok": False, "error": outcome.as_json()}
-        if isinstance(outcome, RunLedgerError)
-        else {"ok": True, "run": view_json(outcome)}
-        for outcome in scope.execute_batch(service.ledger, items, workspace)
-    ]
+    answers = map(answer, scope.execute_batch(service.ledger, items, workspace))
     return Response(
-        payload.dumps(answers),
+        f"[{','.join(answers)}]",
         media_type="application/json",
         headers={"Ledger-Position": str(service.position())},
     )
@@ -197,7 +193,7 @@ def _written(
     service: Service, state: RunState, *, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
     return Response(
-        payload.dumps(view_json(state)),
+        view_text(state),
         status_code=status,
         media_type="application/json",
         headers={

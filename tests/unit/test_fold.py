@@ -22,7 +22,7 @@ from projections.fold import (
     to_extended,
     to_timings,
     to_view,
-    view_json,
+    view_text,
 )
 from tests import strategies
 from tests.builders import SEED_FIELDS, T0, at, command, create, events_from
@@ -411,7 +411,6 @@ def test_the_view_written_out_directly_is_the_models_to_the_byte(
     for events in (events_from(lines[:cut]) for cut in range(1, len(lines) + 1)):
         state = fold(events)
 
-        direct, modelled = view_json(state), to_view(state).to_json_dict()
+        direct, modelled = view_text(state), to_view(state).to_json_dict()
 
-        assert list(direct.items()) == list(modelled.items())
-        assert payload.dumps(direct) == payload.dumps(modelled)
+        assert direct == payload.dumps(modelled)
