@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from binascii import hexlify
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 from types import ModuleType
@@ -28,9 +29,8 @@ from eventsourcing.persistence import (
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from eventsourcing.utils import retry
-from psycopg import ClientCursor
-from psycopg.pq import TransactionStatus
-from psycopg.rows import tuple_row
+from psycopg import generators, waiting
+from psycopg.pq import Escaping, ExecStatus, TransactionStatus
 from psycopg.sql import SQL, Identifier
 
 _SQLITE_CHUNK = 500  # parameters a statement, well under SQLite's limit
@@ -113,7 +113,8 @@ class VersionProbe:
             self._connections.clear()
 
 
-_KEPT_STATEMENTS = 64
+POLL_SECONDS = 0.002
+"""How long a PostgreSQL insert polls its socket for the answer before it sleeps on it."""
 
 _DB_API_ERRORS = (
     InterfaceError,
@@ -147,8 +148,13 @@ class OneTripRecorder(PostgresApplicationRecorder):
     machine against 0.34 ms for one autocommitted insert. This sends the very same
     statements, the `LOCK TABLE ... IN EXCLUSIVE MODE` that makes commit order the order of
     the notification ids (so a reader tailing the log never misses an event) and the
-    `NOTIFY` included, as one simple query whose values psycopg binds on the client
-    (`ClientCursor` quotes them): 0.35 ms. The database functions stay off.
+    `NOTIFY` included, as one simple query. The database functions stay off.
+
+    The values are written into the query here: text by libpq's `PQescapeLiteral`, the
+    state as a hex `bytea` literal, the version as digits. psycopg's client-side binding
+    (`ClientCursor`) parses the whole query for its placeholders on every call, which cost
+    43 us a row in a 500-event insert against 18 us this way, and 91 against 78 in an
+    8-event one.
 
     The table lock lets one insert in at a time anyway, so the recorder inserts through one
     connection, taken from the library's pool once and kept (a lock takes turns between
@@ -159,7 +165,7 @@ class OneTripRecorder(PostgresApplicationRecorder):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._statements: dict[int, bytes] = {}
+        self._head: bytes | None = None  # the query up to its values
         self._writing = threading.Lock()
         self._writer: psycopg.Connection[Any] | None = None
 
@@ -169,19 +175,10 @@ class OneTripRecorder(PostgresApplicationRecorder):
     ) -> Sequence[int] | None:
         if not stored_events:
             return []
-        params = [
-            value
-            for event in stored_events
-            for value in (event.originator_id, event.originator_version, event.topic, event.state)
-        ]
         with self._writing:
             connection = self._connection()
-            cursor = ClientCursor(connection, row_factory=tuple_row)
             try:
-                cursor.execute(self._statement(len(stored_events), connection), params)
-                while cursor.description is None and cursor.nextset():
-                    pass  # BEGIN, the lock, NOTIFY: on to the insert's ids
-                return [row[0] for row in cursor.fetchall()]
+                return self._exchange(connection, self._query(stored_events, connection))
             except psycopg.Error as error:
                 self._recover(connection)
                 raise _translated(error, psycopg) from error
@@ -216,28 +213,54 @@ class OneTripRecorder(PostgresApplicationRecorder):
         self._writer = None
         self.datastore.pool.putconn(connection)
 
-    def _statement(self, count: int, connection: psycopg.Connection[Any]) -> bytes:
-        """The statement that inserts `count` events, composed once for each small count
-        (composing costs more than a small insert; a large one pays for it many times)."""
-        statement = self._statements.get(count)
-        if statement is None:
-            statement = (
+    def _exchange(self, connection: psycopg.Connection[Any], query: bytes) -> list[int]:
+        """Sends the query and reads its answers through libpq, polling the socket for up to
+        `POLL_SECONDS` before sleeping on it; the ids the insert returned."""
+        pgconn = connection.pgconn
+        pgconn.send_query(query)
+        exchange = generators.execute(pgconn)
+        try:
+            results = waiting.wait(exchange, pgconn.socket, interval=0.0, timeout=POLL_SECONDS)
+        except psycopg.errors._WaitTimeout:  # psycopg's wait ran out of time
+            results = connection.wait(exchange)  # the exchange goes on where it was
+        ids: list[int] = []
+        for result in results:
+            if result.status == ExecStatus.FATAL_ERROR:
+                raise psycopg.errors.error_from_result(result, encoding=connection.info.encoding)
+            if result.status == ExecStatus.TUPLES_OK:
+                ids = [int(result.get_value(row, 0) or b"") for row in range(result.ntuples)]
+        return ids
+
+    def _query(self, events: Sequence[StoredEvent], connection: psycopg.Connection[Any]) -> bytes:
+        """The one query that inserts the events, values written in as literals."""
+        if self._head is None:
+            self._head = (
                 SQL(
                     "BEGIN; {}; NOTIFY {}; INSERT INTO {}.{} (originator_id, originator_version, "
-                    "topic, state) VALUES {} RETURNING notification_id; COMMIT"
+                    "topic, state) VALUES "
                 )
                 .format(
                     SQL("; ").join(self.lock_table_statements),
                     Identifier(self.channel_name),
                     Identifier(self.datastore.schema),
                     Identifier(self.events_table_name),
-                    SQL(", ").join([SQL("(%s, %s, %s, %s)")] * count),
                 )
                 .as_bytes(connection)
             )
-            if count <= _KEPT_STATEMENTS:
-                self._statements[count] = statement
-        return statement
+        literal = Escaping(connection.pgconn).escape_literal
+        encoding = connection.info.encoding
+        values = b", ".join(
+            # E'\\x...' is the hex bytea whatever standard_conforming_strings says
+            b"(%s, %d, %s, E'\\\\x%s'::bytea)"
+            % (
+                literal(str(event.originator_id).encode(encoding)),
+                event.originator_version,
+                literal(event.topic.encode(encoding)),
+                hexlify(event.state),
+            )
+            for event in events
+        )
+        return self._head + values + b" RETURNING notification_id; COMMIT"
 
 
 class OneWriterSQLiteRecorder(SQLiteApplicationRecorder):
