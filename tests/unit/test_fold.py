@@ -400,14 +400,20 @@ def test_the_fold_agrees_with_the_aggregate_it_was_built_from(
     assert state.cf_workflow_id == run.cf_workflow_id
 
 
-@given(strategies.interleaved_lifecycles(max_runs=1), st.booleans(), st.booleans())
+@given(
+    strategies.interleaved_lifecycles(max_runs=1),
+    st.booleans(),
+    st.booleans(),
+    st.text(st.characters(exclude_characters="\x00", codec="utf-8"), min_size=1, max_size=12),
+)
 def test_the_view_written_out_directly_is_the_models_to_the_byte(
-    lines: list[dict[str, Any]], with_parent: bool, linked_at_create: bool
+    lines: list[dict[str, Any]], with_parent: bool, linked_at_create: bool, error: str
 ) -> None:
     extra = {"parentRunId": "run_parent"} if with_parent else {}
     if linked_at_create and not any(line["command"] == "linkCfWorkflow" for line in lines):
         extra["cfWorkflowId"] = "cf_created"
     lines = [{**lines[0], **extra}, *lines[1:]]
+    lines = [{**line, "error": error} if line["command"] == "fail" else line for line in lines]
     for events in (events_from(lines[:cut]) for cut in range(1, len(lines) + 1)):
         state = fold(events)
 
