@@ -14,7 +14,12 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from eventsourcing.application import Application
-from eventsourcing.persistence import ApplicationRecorder, RecordConflictError, StoredEvent
+from eventsourcing.persistence import (
+    ApplicationRecorder,
+    Mapper,
+    RecordConflictError,
+    StoredEvent,
+)
 from eventsourcing.postgres import PostgresAggregateRecorder
 from eventsourcing.utils import Environment, EnvType
 
@@ -80,6 +85,10 @@ class Ledger(Application[str]):
         # The ledger's settings come from its database URL alone, never from stray
         # environment variables (such as POSTGRES_ENABLE_DB_FUNCTIONS).
         return Environment(name, dict(env or {}))
+
+    def construct_mapper(self) -> Mapper[str]:
+        library = super().construct_mapper()
+        return eventstore.RunMapper(library.transcoder, library.compressor, library.cipher)
 
     def construct_recorder(self) -> ApplicationRecorder:
         recorder = super().construct_recorder()
