@@ -143,8 +143,9 @@ class Ledger(Application[str]):
                 known=known if trusting else None,
                 new=new if trusting else (),
             )
+            now = self.now()  # the group's: its events are recorded in one transaction
             outcomes = [
-                decisions.decide(command, run_id, self.now())
+                decisions.decide(command, run_id, now)
                 for command, run_id in zip(group, run_ids, strict=True)
             ]
             if decisions.unsure:

@@ -116,7 +116,13 @@ def step(state: RunState | None, event: RunEvent) -> RunState:
         changes["error"] = event.error
     elif isinstance(event, CfWorkflowLinked):
         changes["cf_workflow_id"] = event.cf_workflow_id
-    return state._replace(**changes)
+    values = list(state)
+    for name, value in changes.items():
+        values[_FIELD_INDEX[name]] = value
+    return tuple.__new__(RunState, values)  # what `_replace` does, less its checks (a third)
+
+
+_FIELD_INDEX = {name: index for index, name in enumerate(RunState._fields)}
 
 
 def _leave(state: RunState, at: datetime) -> dict[str, int]:
