@@ -7,6 +7,7 @@ error and exits 2; anything unexpected exits 1 with a message, never a traceback
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import closing
@@ -140,7 +141,14 @@ def _command_handler(command: Command) -> Handler:
     return handle
 
 
+APPLY_GC_THRESHOLD = 20_000
+"""Allocations between two young-generation collections during `apply` (Python's default is
+700): its groups allocate in bulk, and collecting that often took 16% of a 200,000-line run
+here. Memory stays flat either way; the runs kept for the next group are what it holds."""
+
+
 def _apply(ledger: Ledger, args: argparse.Namespace) -> int:
+    gc.set_threshold(APPLY_GC_THRESHOLD, *gc.get_threshold()[1:])
     rejected = 0
     with batch.open_input(args.file) as stream:
         for number, group in enumerate(batch.line_groups(stream.fileno())):
