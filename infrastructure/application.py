@@ -10,8 +10,9 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 from eventsourcing.application import Application
 from eventsourcing.persistence import (
@@ -35,6 +36,7 @@ from infrastructure.settings import Database, parse_database_url
 from projections.fold import RunState, fold, step, view_text
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
 
 MAX_ATTEMPTS = 8
 """How many times a group is tried when a concurrent writer appended to one of its runs."""
@@ -119,35 +121,9 @@ class Ledger(Application[str]):
         The first attempt trusts the runs this process saved or read last, and that a run to
         create that it does not know is new (infrastructure/decisions.py): most groups then
         read nothing before writing. Any doubt, and later attempts, read the store."""
-        run_ids = [self._run_id_for(command) for command in group]
-        involved = set(run_ids) | {
-            command.parent_run_id
-            for command in group
-            if isinstance(command, CreateRun) and command.parent_run_id is not None
-        }
-        new = {
-            run_id
-            for command, run_id in zip(group, run_ids, strict=True)
-            if isinstance(command, CreateRun)
-        }
+        plan = _Plan(group, self._run_id_for)
         for attempt in range(MAX_ATTEMPTS):
-            with self._known_lock:
-                known = {
-                    run_id: self._known[run_id] for run_id in involved if run_id in self._known
-                }
-            trusting = attempt == 0
-            decisions = Decisions(
-                self._histories,
-                self.mapper,
-                involved,
-                known=known if trusting else None,
-                new=new if trusting else (),
-            )
-            now = self.now()  # the group's: its events are recorded in one transaction
-            outcomes = [
-                decisions.decide(command, run_id, now)
-                for command, run_id in zip(group, run_ids, strict=True)
-            ]
+            decisions, outcomes = self._decide(plan, trusting=attempt == 0)
             if decisions.unsure:
                 continue  # decide again from the store
             histories = decisions.histories()
@@ -155,11 +131,11 @@ class Ledger(Application[str]):
                 self._learn(histories)
                 self._remember(outcomes)
                 return outcomes
-            self._forget(involved)
+            self._forget(plan.involved)
         contended = decisions.changed.keys()
         return [
             self._contended(run_id) if run_id in contended else outcome
-            for run_id, outcome in zip(run_ids, outcomes, strict=True)
+            for run_id, outcome in zip(plan.run_ids, outcomes, strict=True)
         ]
 
     # Queries -------------------------------------------------------------------------------
@@ -197,6 +173,31 @@ class Ledger(Application[str]):
         return events
 
     # Internals -----------------------------------------------------------------------------
+
+    def _decide(
+        self, plan: _Plan, *, trusting: bool, pending: Mapping[str, Known] | None = None
+    ) -> tuple[Decisions, list[Outcome]]:
+        """Decides a group's commands: trusting what is known, and `pending` (runs as a group
+        not saved yet leaves them), or from the store."""
+        known = None
+        if trusting:
+            with self._known_lock:
+                known = {r: self._known[r] for r in plan.involved if r in self._known}
+            if pending:
+                known |= {r: pending[r] for r in plan.involved if r in pending}
+        decisions = Decisions(
+            self._histories,
+            self.mapper,
+            plan.involved,
+            known=known,
+            new=plan.new if trusting else (),
+        )
+        now = self.now()  # the group's: its events are recorded in one transaction
+        outcomes = [
+            decisions.decide(command, run_id, now)
+            for command, run_id in zip(plan.group, plan.run_ids, strict=True)
+        ]
+        return decisions, outcomes
 
     def _histories(self, run_ids: Collection[str]) -> dict[str, list[StoredEvent]]:
         return eventstore.histories(self.recorder, run_ids)
@@ -254,3 +255,98 @@ class Ledger(Application[str]):
             f"run {run_id!r} was changed by concurrent writers {MAX_ATTEMPTS} times in a row; "
             "try the command again"
         )
+
+
+class _Plan:
+    """A group of commands, with the runs they name and involve, and the runs they create."""
+
+    def __init__(self, group: Sequence[AnyCommand], run_id_for: Callable[[AnyCommand], str]):
+        self.group = group
+        self.run_ids = [run_id_for(command) for command in group]
+        self.involved = set(self.run_ids) | {
+            command.parent_run_id
+            for command in group
+            if isinstance(command, CreateRun) and command.parent_run_id is not None
+        }
+        self.new = {
+            run_id
+            for command, run_id in zip(group, self.run_ids, strict=True)
+            if isinstance(command, CreateRun)
+        }
+
+
+class _Flight(NamedTuple, Generic[T]):
+    """A group decided and being saved, with its caller's tag."""
+
+    tag: T
+    plan: _Plan
+    outcomes: list[Outcome]
+    histories: dict[str, Known]
+    saved: Future[bool]
+
+
+class Pipeline(Generic[T]):
+    """`execute_many` for a stream of groups (`apply`), each group saved by a writer thread
+    while the next is decided: the database's time, spent with the GIL released, overlaps
+    the next group's Python.
+
+    A group is decided trusting the runs as the group in flight leaves them. Once that group
+    is saved, its outcomes are handed back (its runs learnt as `execute_many` learns them)
+    and the next takes off. If the store refused it (a concurrent writer appended first),
+    it goes through `execute_many` from the store, and so does the group decided on it. A
+    group decided in doubt (a rejection or a no-op on trust) waits for the one in flight and
+    goes through `execute_many` too. Groups come back in the order pushed, each with the tag
+    it was pushed with; `flush` lands the group in flight.
+
+    Only on PostgreSQL, whose server works in a process of its own: 60,000 lines of `apply`
+    took 2.30-2.51 s against 2.73-3.03 s one group after the other. On SQLite the database's
+    time is the process's own, and overlapping made it 5-8% slower (2.16-2.23 s against
+    2.03-2.10 s), so there each group is decided and saved before the next.
+    """
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+        self._overlap = ledger.database.backend == "postgres"
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="runledger-writer")
+        self._flight: _Flight[T] | None = None
+
+    def push(self, tag: T, group: Sequence[AnyCommand]) -> list[tuple[T, list[Outcome]]]:
+        """Decides the group and starts saving it, once the group in flight has landed;
+        returns the groups done meanwhile, with their tags."""
+        ledger = self._ledger
+        if not self._overlap:
+            return [(tag, ledger.execute_many(group))]
+        plan = _Plan(group, ledger._run_id_for)
+        pending = None if self._flight is None else self._flight.histories
+        decisions, outcomes = ledger._decide(plan, trusting=True, pending=pending)
+        done = []
+        if self._flight is not None:
+            landed, saved = self._land()
+            done.append(landed)
+            decisions.unsure |= not saved  # decided on events that were not saved
+        if decisions.unsure or not decisions.changed:
+            done.append((tag, ledger.execute_many(group)))
+        else:
+            saving = self._writer.submit(ledger._saved, decisions.appended(), 0)
+            self._flight = _Flight(tag, plan, outcomes, decisions.histories(), saving)
+        return done
+
+    def flush(self) -> list[tuple[T, list[Outcome]]]:
+        """Lands the group in flight, if any."""
+        return [] if self._flight is None else [self._land()[0]]
+
+    def close(self) -> None:
+        """Waits for the writer thread (a group still in flight is saved, not answered)."""
+        self._writer.shutdown(wait=True)
+
+    def _land(self) -> tuple[tuple[T, list[Outcome]], bool]:
+        """The group in flight, once saved (or, if refused, decided and saved again)."""
+        assert self._flight is not None
+        flight, self._flight = self._flight, None
+        ledger = self._ledger
+        if flight.saved.result():
+            ledger._learn(flight.histories)
+            ledger._remember(flight.outcomes)
+            return (flight.tag, flight.outcomes), True
+        ledger._forget(flight.plan.involved)
+        return (flight.tag, ledger.execute_many(flight.plan.group)), False

@@ -9,29 +9,38 @@ size limit is refused without being held in memory; every line is tried.
 from __future__ import annotations
 
 import os
+import select
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from domain import commands, payload
 from domain.commands import MAX_COMMAND_BYTES, AnyCommand
 from domain.errors import InvalidCommand, RunLedgerError, TooLarge
-from infrastructure.application import GROUP_SIZE, Ledger
+from infrastructure.application import GROUP_SIZE
 from infrastructure.decisions import Outcome
 from projections.fold import view_text
 
 _READ = 1 << 16
 
 Line = bytes | TooLarge
+Parsed = AnyCommand | RunLedgerError
 
 
 def line_groups(
-    fd: int, *, limit: int = MAX_COMMAND_BYTES, group_size: int = GROUP_SIZE
+    fd: int,
+    *,
+    limit: int = MAX_COMMAND_BYTES,
+    group_size: int = GROUP_SIZE,
+    on_idle: Callable[[], object] | None = None,
 ) -> Iterator[list[Line]]:
     """Groups of the lines read from a file descriptor: every complete line in hand, up to
-    `group_size`, before reading (and perhaps waiting for) more."""
+    `group_size`, before reading (and perhaps waiting for) more. `on_idle` is called before
+    a read that would wait (a pipe with nothing in it yet)."""
     buffer, start, skipped = b"", 0, -1  # skipped >= 0: bytes of an over-long line so far
     while True:
+        if on_idle is not None and not _readable(fd):
+            on_idle()
         chunk = os.read(fd, _READ)
         buffer = buffer[start:] + chunk
         start = 0
@@ -51,6 +60,14 @@ def line_groups(
             if start < len(buffer) or skipped >= 0:
                 yield [_line(buffer[start:], skipped, limit)]
             return
+
+
+def _readable(fd: int) -> bool:
+    """Whether a read would return at once (a regular file's always does)."""
+    try:
+        return bool(select.select([fd], [], [], 0)[0])
+    except (OSError, ValueError):
+        return False
 
 
 def open_input(name: str) -> IO[bytes]:
@@ -76,9 +93,9 @@ def _line(line: bytes, skipped: int, limit: int) -> Line:
     return line
 
 
-def outcomes(ledger: Ledger, group: list[Line], *, first: bool = False) -> list[Outcome]:
-    """What became of each line of a group: the run's state, or the rejection."""
-    parsed: list[AnyCommand | RunLedgerError] = []
+def parse(group: list[Line], *, first: bool = False) -> list[Parsed]:
+    """Each line of a group as a command, or the rejection that stops it before the ledger."""
+    parsed: list[Parsed] = []
     for index, line in enumerate(group):
         try:
             if isinstance(line, TooLarge):
@@ -87,8 +104,19 @@ def outcomes(ledger: Ledger, group: list[Line], *, first: bool = False) -> list[
             parsed.append(commands.parse(data, size=len(line)))
         except RunLedgerError as error:
             parsed.append(error)
-    executed = iter(ledger.execute_many([p for p in parsed if not isinstance(p, RunLedgerError)]))
-    return [item if isinstance(item, RunLedgerError) else next(executed) for item in parsed]
+    return parsed
+
+
+def accepted(parsed: list[Parsed]) -> list[AnyCommand]:
+    """The commands of a parsed group, for the ledger."""
+    return [item for item in parsed if not isinstance(item, RunLedgerError)]
+
+
+def merged(parsed: list[Parsed], executed: list[Outcome]) -> list[Outcome]:
+    """Every line's outcome in order: the rejection of a line that did not parse, else what
+    the ledger answered to its command (`executed`, in the order of `accepted`)."""
+    answers = iter(executed)
+    return [item if isinstance(item, RunLedgerError) else next(answers) for item in parsed]
 
 
 def answer(outcome: Outcome) -> str:

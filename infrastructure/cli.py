@@ -10,7 +10,7 @@ import argparse
 import gc
 import sys
 from collections.abc import Callable, Sequence
-from contextlib import closing
+from contextlib import closing, suppress
 from typing import Any, NoReturn, Protocol
 
 from eventsourcing.persistence import PersistenceError
@@ -19,7 +19,8 @@ from domain import payload, timestamps
 from domain.errors import InvalidCommand, RunLedgerError
 from domain.status import Command
 from infrastructure import batch, cli_audit, cli_dashboard, cli_projection, cli_service
-from infrastructure.application import Ledger
+from infrastructure.application import Ledger, Pipeline
+from infrastructure.decisions import Outcome
 from infrastructure.output import reject, write_json, write_lines
 from infrastructure.settings import database_url, parse_database_url
 from projections.fold import fold, to_extended, to_view, until, view_text
@@ -148,13 +149,33 @@ here. Memory stays flat either way; the runs kept for the next group are what it
 
 
 def _apply(ledger: Ledger, args: argparse.Namespace) -> int:
+    """Groups of lines go through a pipeline: a group is decided while the one before is
+    saved, and answered once it is. Before waiting for more input, the group in flight
+    lands, so that a slow pipe gets the answers to the lines it sent."""
     gc.set_threshold(APPLY_GC_THRESHOLD, *gc.get_threshold()[1:])
     rejected = 0
-    with batch.open_input(args.file) as stream:
-        for number, group in enumerate(batch.line_groups(stream.fileno())):
-            outcomes = batch.outcomes(ledger, group, first=number == 0)
+    pipeline: Pipeline[list[batch.Parsed]] = Pipeline(ledger)
+
+    def write(done: list[tuple[list[batch.Parsed], list[Outcome]]]) -> None:
+        nonlocal rejected
+        for parsed, executed in done:
+            outcomes = batch.merged(parsed, executed)
             rejected += sum(isinstance(outcome, RunLedgerError) for outcome in outcomes)
             write_lines(sys.stdout, map(batch.answer, outcomes))  # a group's in one write
+
+    try:
+        with batch.open_input(args.file) as stream:
+            groups = batch.line_groups(stream.fileno(), on_idle=lambda: write(pipeline.flush()))
+            for number, group in enumerate(groups):
+                parsed = batch.parse(group, first=number == 0)
+                write(pipeline.push(parsed, batch.accepted(parsed)))
+        write(pipeline.flush())
+    except BaseException:
+        with suppress(Exception):  # what was saved before the failure is still answered
+            write(pipeline.flush())
+        raise
+    finally:
+        pipeline.close()
     return EXIT_REJECTED if rejected else EXIT_OK
 
 

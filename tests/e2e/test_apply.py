@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import select
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.builders import SEED_FIELDS, at, command, create
-from tests.e2e.conftest import Cli, json_line, json_lines, rejected
+from tests.e2e.conftest import RUNLEDGER, TIMEOUT_SECONDS, Cli, json_line, json_lines, rejected
 
 MIXED = [
     create(at=at(0)),
@@ -134,3 +139,48 @@ def test_apply_of_a_file_that_does_not_exist_is_rejected(runledger: Cli) -> None
     result = runledger("apply", "missing.jsonl")
 
     assert rejected(result) == "invalid"
+
+
+def test_a_pipe_gets_each_answer_before_it_sends_the_next_line(runledger: Cli) -> None:
+    """Groups in flight land before `apply` waits for more input (as a worker feeding it
+    one command at a time, and waiting for each answer, needs)."""
+    assert runledger.db is not None
+    process = subprocess.Popen(
+        [str(RUNLEDGER), "--db", runledger.db, "apply", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=runledger.cwd,
+    )
+    assert process.stdin is not None
+    assert process.stdout is not None
+    try:
+        answers = []
+        for line in [create(), command("start"), command("complete", output={"n": 1})]:
+            process.stdin.write(json_line(line) + b"\n")
+            process.stdin.flush()
+            answers.append(read_line(process.stdout.fileno(), TIMEOUT_SECONDS))
+        process.stdin.close()
+
+        assert process.wait(TIMEOUT_SECONDS) == 0
+        assert [json.loads(a)["run"]["status"] for a in answers] == [
+            "pending",
+            "running",
+            "completed",
+        ]
+    finally:
+        process.kill()
+        process.wait()
+        process.stdin.close()
+        process.stdout.close()
+
+
+def read_line(fd: int, timeout: float) -> bytes:
+    """One line from a pipe, failing if it does not come within `timeout` seconds."""
+    line, deadline = b"", time.monotonic() + timeout
+    while not line.endswith(b"\n"):
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        assert ready, f"no answer within {timeout} s; got {line!r} so far"
+        chunk = os.read(fd, 1)
+        assert chunk, f"the pipe closed; got {line!r}"
+        line += chunk
+    return line
