@@ -213,16 +213,18 @@ class OneTripRecorder(PostgresApplicationRecorder):
         return self._writer
 
     def _recover(self, connection: psycopg.Connection[Any]) -> None:
-        """After a failed insert: a broken connection goes back to the pool (which discards
-        it); a live one rolls its transaction back and stays."""
+        """After a failed insert: a connection whose transaction the server refused rolls it
+        back and stays; any other (broken, or with the exchange cut off half way, which libpq
+        may not have noticed yet) is closed and goes back to the pool, which discards it."""
         try:
             if connection.info.transaction_status == TransactionStatus.INERROR:
                 connection.execute("ROLLBACK")
-            if not connection.closed and not connection.broken:
+            if connection.info.transaction_status == TransactionStatus.IDLE:
                 return
         except psycopg.Error:
             pass
         self._writer = None
+        connection.close()
         self.datastore.pool.putconn(connection)
 
     def _exchange(
