@@ -5,6 +5,7 @@ that each recorder keeps (on PostgreSQL, in one round trip)."""
 from __future__ import annotations
 
 import sqlite3
+import struct
 import threading
 from binascii import hexlify
 from collections import defaultdict
@@ -35,7 +36,9 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from eventsourcing.utils import get_topic, retry
 from psycopg import generators, waiting
-from psycopg.pq import Escaping, ExecStatus, TransactionStatus
+from psycopg.abc import PQGen
+from psycopg.pq import Escaping, ExecStatus, PipelineStatus, TransactionStatus
+from psycopg.pq.abc import PGconn, PGresult
 from psycopg.sql import SQL, Identifier
 
 from domain.events import RunEvent
@@ -127,6 +130,14 @@ socket cost about 0.1 ms here; an insert of several events means callers sharing
 whose threads need the CPU that polling would take (with eight writers it cost a quarter of
 their rate), so it sleeps at once."""
 
+ARRAYS_FROM = 32
+"""From how many events a PostgreSQL insert sends its values as binary arrays (`unnest`)
+rather than written into the query. The server parses a query of literals at about 9 us a
+row; arrays cost it about 4.6, but the extended protocol they need takes a pipeline of
+statements where literals take one simple query. Measured here, one insert at a time: 0.30
+against 0.32 ms for 8 events, even at 32 (0.43 ms), 0.55-0.63 against 0.67-0.69 at 64, and
+2.3 against 4.1-4.2 ms at 500."""
+
 _DB_API_ERRORS = (
     InterfaceError,
     OperationalError,
@@ -167,6 +178,11 @@ class OneTripRecorder(PostgresApplicationRecorder):
     43 us a row in a 500-event insert against 18 us this way, and 91 against 78 in an
     8-event one.
 
+    From `ARRAYS_FROM` events on, the values go as four binary arrays instead, bound to one
+    `INSERT ... SELECT FROM unnest(...)`: the same statements in the same transaction, sent
+    in one round trip as a libpq pipeline (the extended protocol binds values to one
+    statement at a time), which halves the server's work on a large group.
+
     The table lock lets one insert in at a time anyway, so the recorder inserts through one
     connection, taken from the library's pool once and kept (a lock takes turns between
     threads): taking one from the pool for each insert cost about 50 us more. A connection
@@ -177,6 +193,7 @@ class OneTripRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head: bytes | None = None  # the query up to its values
+        self._pipeline: list[bytes] | None = None  # the statements around the arrays' insert
         self._writing = threading.Lock()
         self._writer: psycopg.Connection[Any] | None = None
 
@@ -189,6 +206,8 @@ class OneTripRecorder(PostgresApplicationRecorder):
         with self._writing:
             connection = self._connection()
             try:
+                if len(stored_events) >= ARRAYS_FROM:
+                    return self._insert_arrays(connection, stored_events)
                 query = self._query(stored_events, connection)
                 return self._exchange(connection, query, poll=len(stored_events) == 1)
             except psycopg.Error as error:
@@ -217,6 +236,8 @@ class OneTripRecorder(PostgresApplicationRecorder):
         back and stays; any other (broken, or with the exchange cut off half way, which libpq
         may not have noticed yet) is closed and goes back to the pool, which discards it."""
         try:
+            if connection.pgconn.pipeline_status != PipelineStatus.OFF:
+                connection.pgconn.exit_pipeline_mode()
             if connection.info.transaction_status == TransactionStatus.INERROR:
                 connection.execute("ROLLBACK")
             if connection.info.transaction_status == TransactionStatus.IDLE:
@@ -241,13 +262,45 @@ class OneTripRecorder(PostgresApplicationRecorder):
                 results = waiting.wait(exchange, pgconn.socket, interval=0, timeout=POLL_SECONDS)
         if results is None:
             results = connection.wait(exchange)  # the exchange goes on where it was
-        ids: list[int] = []
-        for result in results:
-            if result.status == ExecStatus.FATAL_ERROR:
-                raise psycopg.errors.error_from_result(result, encoding=connection.info.encoding)
-            if result.status == ExecStatus.TUPLES_OK:
-                ids = [int(result.get_value(row, 0) or b"") for row in range(result.ntuples)]
-        return ids
+        return _returned_ids(results, connection)
+
+    def _insert_arrays(
+        self, connection: psycopg.Connection[Any], events: Sequence[StoredEvent]
+    ) -> list[int]:
+        """Inserts the events with their values in binary arrays, the statements around
+        them pipelined and synced once; the ids the insert returned."""
+        if self._pipeline is None:
+            self._pipeline = [
+                b"BEGIN",
+                *(SQL("").join([lock]).as_bytes(connection) for lock in self.lock_table_statements),
+                SQL("NOTIFY {}").format(Identifier(self.channel_name)).as_bytes(connection),
+                SQL(
+                    "INSERT INTO {}.{} (originator_id, originator_version, topic, state) "
+                    "SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::bytea[]) "
+                    "RETURNING notification_id"
+                )
+                .format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
+                .as_bytes(connection),
+                b"COMMIT",
+            ]
+        *before, insert, commit = self._pipeline
+        encoding = connection.info.encoding
+        arrays = [
+            _array(_TEXT, [str(event.originator_id).encode(encoding) for event in events]),
+            _int8_array([event.originator_version for event in events]),
+            _array(_TEXT, [event.topic.encode(encoding) for event in events]),
+            _array(_BYTEA, [event.state for event in events]),
+        ]
+        pgconn = connection.pgconn
+        pgconn.enter_pipeline_mode()
+        for statement in before:
+            pgconn.send_query_params(statement, None)
+        pgconn.send_query_params(insert, arrays, param_types=_ARRAY_TYPES, param_formats=_BINARY)
+        pgconn.send_query_params(commit, None)
+        pgconn.pipeline_sync()
+        results = connection.wait(_until_synced(pgconn))
+        pgconn.exit_pipeline_mode()
+        return _returned_ids(results, connection)
 
     def _query(self, events: Sequence[StoredEvent], connection: psycopg.Connection[Any]) -> bytes:
         """The one query that inserts the events, values written in as literals."""
@@ -279,6 +332,47 @@ class OneTripRecorder(PostgresApplicationRecorder):
             for event in events
         )
         return self._head + values + b" RETURNING notification_id; COMMIT"
+
+
+def _returned_ids(results: Sequence[PGresult], connection: psycopg.Connection[Any]) -> list[int]:
+    """The notification ids an insert returned, or the first error the server sent."""
+    ids: list[int] = []
+    for result in results:
+        if result.status == ExecStatus.FATAL_ERROR:
+            raise psycopg.errors.error_from_result(result, encoding=connection.info.encoding)
+        if result.status == ExecStatus.TUPLES_OK:
+            ids = [int(result.get_value(row, 0) or b"") for row in range(result.ntuples)]
+    return ids
+
+
+def _until_synced(pgconn: PGconn) -> PQGen[list[PGresult]]:
+    """Flushes a pipeline and reads its results up to its sync (after an error, the server
+    answers the statements that follow as aborted, up to the sync)."""
+    yield from generators.send(pgconn)
+    results: list[PGresult] = []
+    while not results or results[-1].status != ExecStatus.PIPELINE_SYNC:
+        results += yield from generators.fetch_many(pgconn)
+    return results
+
+
+# PostgreSQL's binary array format: a header (dimensions, flags, element type, length, lower
+# bound), then each element as its length and its bytes.
+_TEXT, _INT8, _BYTEA = 25, 20, 17
+_ARRAY_TYPES = [1009, 1016, 1009, 1001]  # text[], int8[], text[], bytea[]
+_BINARY = [1, 1, 1, 1]
+_ARRAY_HEAD = struct.Struct("!iiIii")
+_LENGTH = struct.Struct("!i")
+_INT8_ITEM = struct.Struct("!iq")
+
+
+def _array(element_type: int, items: list[bytes]) -> bytes:
+    head = _ARRAY_HEAD.pack(1, 0, element_type, len(items), 1)
+    return head + b"".join(_LENGTH.pack(len(item)) + item for item in items)
+
+
+def _int8_array(items: list[int]) -> bytes:
+    head = _ARRAY_HEAD.pack(1, 0, _INT8, len(items), 1)
+    return head + b"".join(_INT8_ITEM.pack(8, item) for item in items)
 
 
 class OneWriterSQLiteRecorder(SQLiteApplicationRecorder):

@@ -15,7 +15,7 @@ import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from infrastructure.application import Ledger
-from infrastructure.eventstore import OneTripRecorder, OneWriterSQLiteRecorder
+from infrastructure.eventstore import ARRAYS_FROM, OneTripRecorder, OneWriterSQLiteRecorder
 from tests.conftest import reset_postgres
 
 HOSTILE = "it's; DROP TABLE runledger_events; -- \\x00 ünï"
@@ -95,6 +95,34 @@ def test_a_refused_insert_stores_none_of_its_events_and_the_next_one_goes_throug
     assert [one[0] for one in ids] == sorted({one[0] for one in ids})  # rising, all different
 
 
+def test_a_large_insert_stores_every_value_as_given_and_a_refused_one_stores_nothing(
+    writer: Writer,
+) -> None:
+    # On PostgreSQL, from ARRAYS_FROM events the values go as binary arrays.
+    recorder = writer
+    states = [bytes(range(n % 256)) + HOSTILE.encode() for n in range(ARRAYS_FROM + 5)]
+    run_ids = [f"{HOSTILE} {n}" for n in range(len(states))]
+    big = [event(run_id, 1, state) for run_id, state in zip(run_ids, states, strict=True)]
+
+    ids = recorder.insert_events(big)
+    with pytest.raises(IntegrityError):
+        recorder.insert_events([event(f"run_{n}", 1) for n in range(ARRAYS_FROM)] + big[-1:])
+    after = recorder.insert_events([event("run_after", n) for n in range(1, ARRAYS_FROM + 1)])
+
+    assert ids is not None
+    assert after is not None
+    assert list(ids) == list(range(ids[0], ids[0] + len(big)))
+    assert list(after) == list(range(after[0], after[0] + ARRAYS_FROM))
+    assert after[0] > ids[-1]
+    stored = {e.originator_id: e for run_id in run_ids for e in recorder.select_events(run_id)}
+    assert [(stored[r].originator_version, stored[r].state) for r in run_ids] == [
+        (1, state) for state in states
+    ]
+    assert stored[run_ids[0]].topic == "domain.events:RunStarted"
+    assert recorder.select_events("run_0") == []
+    assert len(recorder.select_events("run_after")) == ARRAYS_FROM
+
+
 def test_a_sqlite_writer_waits_its_turn_behind_another_connections_write(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     with Ledger(url) as ledger:
@@ -112,8 +140,9 @@ def test_a_sqlite_writer_waits_its_turn_behind_another_connections_write(tmp_pat
         assert [e.originator_version for e in recorder.select_events("run_1")] == [1]
 
 
+@pytest.mark.parametrize("size", [1, ARRAYS_FROM])
 def test_a_broken_writer_connection_is_replaced_and_the_insert_goes_through(
-    recorder: OneTripRecorder, postgres_database: str
+    recorder: OneTripRecorder, postgres_database: str, size: int
 ) -> None:
     recorder.insert_events([event("run_1", 1)])
     with psycopg.connect(postgres_database, autocommit=True) as admin:
@@ -123,12 +152,14 @@ def test_a_broken_writer_connection_is_replaced_and_the_insert_goes_through(
             "AND query LIKE 'BEGIN; SET LOCAL lock_timeout%%'"
         ).fetchall()
 
-    ids = recorder.insert_events([event("run_2", 1)])
+    ids = recorder.insert_events([event("run_2", n) for n in range(1, size + 1)])
 
     assert killed == [(True,)]
     assert ids is not None
-    assert len(ids) == 1
-    assert [e.originator_id for e in recorder.select_events("run_2")] == ["run_2"]
+    assert len(ids) == size
+    assert [e.originator_version for e in recorder.select_events("run_2")] == list(
+        range(1, size + 1)
+    )
 
 
 def test_an_insert_waits_for_the_table_lock_and_notifies_listeners(
