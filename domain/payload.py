@@ -136,23 +136,40 @@ def size(value: JsonValue) -> int:
 def size_within(fields: Mapping[str, JsonValue], limit: int) -> int:
     """`size(fields)` if it may exceed `limit`; else a bound at most `limit`, found without
     writing the JSON out: a string or key takes at most 6 bytes a character (`\\uXXXX`),
-    plus quotes, colon and comma; a nested value is measured exactly."""
-    bound = 2
-    for key, value in fields.items():
-        if type(key) is not str:
-            return size(fields)
-        bound += 6 * len(key) + 4
-        kind = type(value)
+    plus quotes, colon and comma; a number or constant at most 24 (the longest `repr` of a
+    float); an integer its decimal digits and sign. Any other value is measured exactly."""
+    bound = _bound(fields, limit)
+    return size(fields) if bound is None else bound
+
+
+def _bound(value: JsonValue, limit: int) -> int | None:
+    """A bound on `size(value)`, or None once it passes `limit` or meets a value of another
+    type (a `Decimal`, a tuple, ...)."""
+    bound = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
         if kind is str:
-            bound += 6 * len(value) + 2
-        elif value is None or kind is bool or kind is float:
-            bound += 24  # repr of a float is at most 24 characters
+            bound += 6 * len(item) + 2
+        elif item is None or kind is bool or kind is float:
+            bound += 24
         elif kind is int:
-            bound += value.bit_length() // 3 + 3  # decimal digits, sign included
+            bound += item.bit_length() // 3 + 3  # decimal digits, sign included
+        elif kind is dict:
+            bound += 2
+            for key, child in item.items():
+                if type(key) is not str:
+                    return None
+                bound += 6 * len(key) + 4
+                stack.append(child)
+        elif kind is list:
+            bound += 2 + len(item)
+            stack.extend(item)
         else:
-            bound += size(value)
+            return None
         if bound > limit:
-            return size(fields)
+            return None
     return bound
 
 

@@ -259,6 +259,10 @@ def test_a_generated_payload_is_within_the_limits_and_its_text_is_one_line(value
 @example({"": -(2**10)}, 400)
 @example({"": -2.2250738585072014e-308}, 400)  # the longest repr of a float
 @example({"": "é" * 20, "x": {"y": ["\x00" * 3]}}, 400)
+@example({"": {"\x01" * 9: ["\x01" * 9, -(2**200), -2.2250738585072014e-308, False]}}, 400)
+@example({"": [[[[[]]], []], [None, True]]}, 400)
+@example({"": [[], [], [], []]}, 400)  # the tightest elements: empty lists and strings, commas
+@example({"": ["", "", "", ""]}, 400)
 def test_size_within_is_the_size_past_the_limit_and_a_bound_on_it_below(
     fields: dict[str, Any], limit: int
 ) -> None:
