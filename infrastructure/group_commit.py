@@ -27,11 +27,21 @@ C = TypeVar("C")
 R = TypeVar("R")
 
 
+def _baton() -> threading.Lock:
+    """A lock made held, to wake one waiting thread: it waits in `acquire` until another
+    thread `release`s it. An Event (a Condition, a lock and Python code on each side) cost
+    eight writers on PostgreSQL about a tenth of their rate: 9,550-9,876 commands a second
+    against 10,527-10,961 with batons, in alternating runs."""
+    baton = threading.Lock()
+    baton.acquire()
+    return baton
+
+
 @dataclass
 class _Request(Generic[C, R]):
     command: C
-    wake: threading.Event | None = None
-    """Made only for a caller that waits (a caller that leads at once has none)."""
+    wake: threading.Lock | None = None
+    """A baton, made only for a caller that waits (a caller that leads at once has none)."""
     answer: R | BaseException | None = None
     answered: bool = False
 
@@ -46,7 +56,7 @@ class GroupCommit(Generic[C, R]):
         self._execute_many = execute_many
         self._max_group = max_group
         self._lock = threading.Lock()
-        self._arrived = threading.Condition(self._lock)
+        self._gathered: threading.Lock | None = None  # a baton the gathering leader waits on
         self._queue: list[_Request[C, R]] = []  # waiting callers, oldest first
         self._leading = False
         self._last = 1  # the size of the last group
@@ -57,12 +67,13 @@ class GroupCommit(Generic[C, R]):
             if not self._leading:
                 self._leading = True
             else:
-                request.wake = threading.Event()
+                request.wake = _baton()
                 self._queue.append(request)
-                if len(self._queue) + 1 >= self._last:
-                    self._arrived.notify()
+                if self._gathered is not None and len(self._queue) + 1 >= self._last:
+                    self._gathered.release()
+                    self._gathered = None
         if request.wake is not None:
-            request.wake.wait()
+            request.wake.acquire()
             if request.answered:
                 return request.result()
             # else the lead was handed on to this caller, its command taken off the queue
@@ -71,9 +82,14 @@ class GroupCommit(Generic[C, R]):
 
     def _lead(self, own: _Request[C, R]) -> None:
         """Decides and saves `own` with the commands queued, then hands the lead on."""
+        gathered = None
         with self._lock:
             if len(self._queue) + 1 < self._last:  # callers just answered are coming back
-                self._arrived.wait_for(lambda: len(self._queue) + 1 >= self._last, GATHER_SECONDS)
+                gathered = self._gathered = _baton()
+        if gathered is not None:
+            gathered.acquire(timeout=GATHER_SECONDS)
+        with self._lock:
+            self._gathered = None
             taken = self._queue[: self._max_group - 1]
             del self._queue[: self._max_group - 1]
             group = [own, *taken]
@@ -86,8 +102,8 @@ class GroupCommit(Generic[C, R]):
             request.answer, request.answered = answer, True
         with self._lock:
             if self._queue:  # the oldest waiter leads next, its command its own
-                self._queue.pop(0).wake.set()  # type: ignore[union-attr]
+                self._queue.pop(0).wake.release()  # type: ignore[union-attr]
             else:
                 self._leading = False
         for request in taken:
-            request.wake.set()  # type: ignore[union-attr]
+            request.wake.release()  # type: ignore[union-attr]

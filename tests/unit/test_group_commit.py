@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from infrastructure import group_commit
 from infrastructure.group_commit import GroupCommit
 
 CALLERS = 8
@@ -119,3 +120,42 @@ def test_groups_never_exceed_their_size_and_every_caller_is_answered() -> None:
     assert answers == [2 * n for n in range(40)]
     assert max(map(len, execute.groups)) <= 3
     assert sorted(n for group in execute.groups for n in group) == list(range(40))
+
+
+def test_after_a_group_of_several_the_leader_gathers_as_many_callers_and_goes_on_once_they_are_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(group_commit, "GATHER_SECONDS", 10.0)
+    execute = Recorder()
+    commit: GroupCommit[int, object] = GroupCommit(execute, max_group=500)
+    commit._last = 3  # as after a group of three
+    started = time.monotonic()
+
+    leader = threading.Thread(target=commit.submit, args=(1,))
+    leader.start()
+    wait_until(lambda: commit._gathered is not None)  # it waits for two more callers
+    answers = submit_all(commit, [2, 3])
+    leader.join(10)
+
+    assert answers == [4, 6]
+    assert [sorted(group) for group in execute.groups] == [[1, 2, 3]]
+    assert time.monotonic() - started < 5  # woken by the third caller, not by the timeout
+
+
+def test_a_gathering_leader_that_nobody_joins_goes_on_alone_after_the_gathering_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(group_commit, "GATHER_SECONDS", 0.05)
+    execute = Recorder()
+    commit: GroupCommit[int, object] = GroupCommit(execute, max_group=500)
+    commit._last = 8
+    answers: list[object] = []
+
+    leader = threading.Thread(target=lambda: answers.append(commit.submit(1)), daemon=True)
+    leader.start()
+    leader.join(5)
+
+    assert answers == [2]
+    assert execute.groups == [[1]]
+    assert commit._gathered is None
+    assert commit._last == 1
