@@ -64,7 +64,8 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
         self.application_name = application_name
         self.channel = events_table.replace(".", "_")
         self._listener: psycopg.Connection[Any] | None = None
-        self.schema = schema = Identifier(datastore.schema or "public")
+        self.schema_name = datastore.schema or "public"
+        self.schema = schema = Identifier(self.schema_name)
         self.t = Composed([schema, SQL("."), Identifier(table)])
         self.events = Composed([schema, SQL("."), Identifier(events_table)])
         self.dead = Composed([schema, SQL("."), Identifier(f"{table}_dead_letters")])
@@ -524,22 +525,19 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
             if (positions.get(live.application_name) or 0) > mine:
                 return False
             generation = (positions.get(live.generation_name) or 0) + 1
-            live_dead = f"{live.table}_dead_letters"
-            for source, target in (
-                (self.t, live.table),
-                (self.dead, live_dead),
-                (self.days, f"{live.table}_days"),
-                (self.durations, f"{live.table}_durations"),
-                (self.hours, f"{live.table}_hours"),
-            ):
+            for suffix in ("", "_dead_letters", "_days", "_durations", "_hours"):
+                source, target = self.table + suffix, live.table + suffix
                 cursor.execute(
                     SQL("DROP TABLE IF EXISTS {}").format(
                         Composed([self.schema, SQL("."), Identifier(target)])
                     )
                 )
                 cursor.execute(
-                    SQL("ALTER TABLE {} RENAME TO {}").format(source, Identifier(target))
+                    SQL("ALTER TABLE {} RENAME TO {}").format(
+                        Composed([self.schema, SQL("."), Identifier(source)]), Identifier(target)
+                    )
                 )
+                self._rename_indexes(cursor, target, source, target)
             cursor.executemany(
                 SQL(
                     "INSERT INTO {} VALUES (%s, %s) ON CONFLICT (application_name) "
@@ -552,6 +550,22 @@ class PostgresRunsView(PostgresTrackingRecorder, RunsView):
                 (self.application_name,),
             )
         return True
+
+    def _rename_indexes(self, cursor: Any, table: str, old: str, new: str) -> None:
+        """Renames the table's indexes (and so its constraints) named after `old` to be
+        named after `new`: a swapped-in table keeps no trace of the rebuild in its names."""
+        cursor.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = %s",
+            (self.schema_name, table),
+        )
+        for name in [row["indexname"] for row in cursor.fetchall()]:
+            if name.startswith(old + "_"):
+                cursor.execute(
+                    SQL("ALTER INDEX {} RENAME TO {}").format(
+                        Composed([self.schema, SQL("."), Identifier(name)]),
+                        Identifier(new + name[len(old) :]),
+                    )
+                )
 
     def wait_for_news(self, timeout: float) -> None:
         if self._listener is None or self._listener.closed:

@@ -17,6 +17,7 @@ from projections.readmodel import (
     COLUMNS,
     INDEXES,
     INTEGER_COLUMNS,
+    SHADOW_SUFFIX,
     TIME_COLUMNS,
     DeadLetter,
     RunsView,
@@ -73,11 +74,13 @@ class SQLiteRunsView(SQLiteTrackingRecorder, RunsView):
                 c.execute(statement)
 
     def index_statements(self) -> list[str]:
-        """Indexes for the dashboard's queries (named uniquely, so a rebuilt table's
-        indexes never clash with the live one's)."""
+        """Indexes for the dashboard's queries, named after the live table even on a rebuild's
+        (SQLite cannot rename an index, and a swapped-in table keeps its indexes' names),
+        and uniquely, so a rebuilt table's indexes never clash with the live one's."""
         token = secrets.token_hex(3)
+        named = self.table.removesuffix(SHADOW_SUFFIX)
         return [
-            f"CREATE INDEX IF NOT EXISTS {self.table}_{name}_{token} ON {self.table} ({columns})"
+            f"CREATE INDEX IF NOT EXISTS {named}_{name}_{token} ON {self.table} ({columns})"
             for name, columns in INDEXES
         ]
 

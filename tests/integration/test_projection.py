@@ -340,6 +340,35 @@ def test_a_rebuild_keeps_the_live_rows_answering_until_it_swaps_in_the_new_table
     assert differing(ledger, view) == {}
 
 
+def index_names(ledger: Ledger) -> list[tuple[str, str]]:
+    """Each index of the read model's tables, as (table, index); SQLite's automatic ones
+    (named by SQLite after their table) left out."""
+    if ledger.database.backend == "sqlite":
+        query = (
+            "SELECT tbl_name, name FROM sqlite_master WHERE type = 'index' "
+            "AND tbl_name LIKE %s AND name NOT LIKE 'sqlite_autoindex_%%'"
+        )
+    else:
+        query = "SELECT tablename, indexname FROM pg_indexes WHERE tablename LIKE %s"
+    return sorted(behind_the_ledgers_back(ledger.database.url, query, "workflow_runs%"))
+
+
+def test_tables_swapped_in_by_rebuilds_have_indexes_named_after_them(
+    ledger: Ledger, view: RunsView
+) -> None:
+    three_runs(ledger)
+    readmodel.projector(ledger, view).run()
+    before = index_names(ledger)
+
+    readmodel.rebuild(ledger, view)
+    readmodel.rebuild(ledger, view)
+    after = index_names(ledger)
+
+    assert len(after) == len(before) >= 6
+    assert [(t, i) for t, i in after if "rebuild" in i or not i.startswith(t)] == []
+    assert differing(ledger, view) == {}
+
+
 def test_a_rebuild_stopped_by_a_poison_event_leaves_the_live_rows_as_they_were(
     ledger: Ledger, view: RunsView
 ) -> None:
