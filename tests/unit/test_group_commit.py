@@ -122,13 +122,22 @@ def test_groups_never_exceed_their_size_and_every_caller_is_answered() -> None:
     assert sorted(n for group in execute.groups for n in group) == list(range(40))
 
 
+def after_a_group_of(
+    size: int, gather_seconds: float, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Recorder, GroupCommit[int, object]]:
+    """A group commit as a group of `size` callers leaves it, and how long its next leader
+    waits for as many."""
+    monkeypatch.setattr(group_commit, "GATHER_SECONDS", gather_seconds)
+    execute = Recorder()
+    commit: GroupCommit[int, object] = GroupCommit(execute, max_group=500)
+    commit._last = size
+    return execute, commit
+
+
 def test_after_a_group_of_several_the_leader_gathers_as_many_callers_and_goes_on_once_they_are_in(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(group_commit, "GATHER_SECONDS", 10.0)
-    execute = Recorder()
-    commit: GroupCommit[int, object] = GroupCommit(execute, max_group=500)
-    commit._last = 3  # as after a group of three
+    execute, commit = after_a_group_of(3, gather_seconds=10.0, monkeypatch=monkeypatch)
     started = time.monotonic()
 
     leader = threading.Thread(target=commit.submit, args=(1,))
@@ -145,10 +154,7 @@ def test_after_a_group_of_several_the_leader_gathers_as_many_callers_and_goes_on
 def test_a_gathering_leader_that_nobody_joins_goes_on_alone_after_the_gathering_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(group_commit, "GATHER_SECONDS", 0.05)
-    execute = Recorder()
-    commit: GroupCommit[int, object] = GroupCommit(execute, max_group=500)
-    commit._last = 8
+    execute, commit = after_a_group_of(8, gather_seconds=0.05, monkeypatch=monkeypatch)
     answers: list[object] = []
 
     leader = threading.Thread(target=lambda: answers.append(commit.submit(1)), daemon=True)
