@@ -6,6 +6,13 @@ answer, and hands the lead on to the oldest caller still waiting, whose command 
 queue with the lead. A lone caller leads at once and waits for nobody; under load, the
 callers that queue while a commit is in flight share the next.
 
+The callers of a group are woken one after the other: the leader wakes the first, and each
+wakes the next as soon as it is awake. They would take turns anyway (they need the GIL to go
+on); woken all at once, they crowded for it. Eight writers on PostgreSQL made 7,276-8,011
+commands a second against 7,037-7,401 (SQLite: 9,267-9,773 against 8,522-8,829), in
+alternating runs. A caller interrupted while it waits (KeyboardInterrupt) leaves the queue,
+or passes on what it was woken for: the next caller's turn, or the lead.
+
 (The next group is not decided while the current one is being written: with callers that
 wait for their answer before sending more, that only made groups smaller. Measured with two
 groups in flight, eight writers made groups of four, and 15-25% fewer commands a second.)
@@ -13,6 +20,7 @@ groups in flight, eight writers made groups of four, and 15-25% fewer commands a
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,13 +45,21 @@ def _baton() -> threading.Lock:
     return baton
 
 
-@dataclass
+@dataclass(eq=False)
 class _Request(Generic[C, R]):
     command: C
     wake: threading.Lock | None = None
     """A baton, made only for a caller that waits (a caller that leads at once has none)."""
     answer: R | BaseException | None = None
     answered: bool = False
+    after: _Request[C, R] | None = None
+    """The next caller of its group, to wake once this one is awake."""
+    woken: bool = False
+    """Its baton was released: it was answered, or handed the lead."""
+    passed: bool = False
+    """It has woken the next caller of its group (or there was none)."""
+    abandoned: bool = False
+    """Its caller stopped waiting before it was woken: whoever wakes it wakes the next."""
 
     def result(self) -> R:
         if isinstance(self.answer, BaseException):
@@ -73,7 +89,13 @@ class GroupCommit(Generic[C, R]):
                     self._gathered.release()
                     self._gathered = None
         if request.wake is not None:
-            request.wake.acquire()
+            try:
+                request.wake.acquire()
+                if request.answered:
+                    self._wake_next(request)
+            except BaseException:  # interrupted while it waited
+                self._abandon(request)
+                raise
             if request.answered:
                 return request.result()
             # else the lead was handed on to this caller, its command taken off the queue
@@ -87,7 +109,13 @@ class GroupCommit(Generic[C, R]):
             if len(self._queue) + 1 < self._last:  # callers just answered are coming back
                 gathered = self._gathered = _baton()
         if gathered is not None:
-            gathered.acquire(timeout=GATHER_SECONDS)
+            try:
+                gathered.acquire(timeout=GATHER_SECONDS)
+            except BaseException:  # interrupted: its own command is not run, the lead goes on
+                with self._lock:
+                    self._gathered = None
+                    self._hand_on()
+                raise
         with self._lock:
             self._gathered = None
             taken = self._queue[: self._max_group - 1]
@@ -100,10 +128,51 @@ class GroupCommit(Generic[C, R]):
             answers = [error] * len(group)
         for request, answer in zip(group, answers, strict=True):
             request.answer, request.answered = answer, True
+        for request, after in itertools.pairwise(taken):
+            request.after = after
         with self._lock:
-            if self._queue:  # the oldest waiter leads next, its command its own
-                self._queue.pop(0).wake.release()  # type: ignore[union-attr]
-            else:
-                self._leading = False
-        for request in taken:
+            self._hand_on()
+            if taken:
+                self._wake_locked(taken[0])
+
+    def _wake_next(self, request: _Request[C, R]) -> None:
+        """Wakes the caller after `request` in its group, once."""
+        with self._lock:
+            self._pass_locked(request)
+
+    def _pass_locked(self, request: _Request[C, R]) -> None:
+        if not request.passed:
+            request.passed = True
+            if request.after is not None:
+                self._wake_locked(request.after)
+
+    def _wake_locked(self, request: _Request[C, R] | None) -> None:
+        """Wakes `request`, or the first after it whose caller still waits."""
+        while request is not None and request.abandoned:
+            request.passed = True
+            request = request.after
+        if request is not None:
+            request.woken = True
             request.wake.release()  # type: ignore[union-attr]
+
+    def _hand_on(self) -> None:
+        """Hands the lead to the oldest waiter, its command its own (the lock is held)."""
+        if self._queue:
+            following = self._queue.pop(0)
+            following.woken = True
+            following.wake.release()  # type: ignore[union-attr]
+        else:
+            self._leading = False
+
+    def _abandon(self, request: _Request[C, R]) -> None:
+        """A caller stopped waiting: it leaves the queue, or is skipped when its turn comes,
+        or, if it had been woken already, passes on what it was woken for."""
+        with self._lock:
+            if request in self._queue:
+                self._queue.remove(request)
+            elif not request.woken:
+                request.abandoned = True
+            elif request.answered:
+                self._pass_locked(request)
+            else:  # handed the lead
+                self._hand_on()

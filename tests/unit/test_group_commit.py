@@ -4,9 +4,10 @@ caller is never held back."""
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -165,3 +166,121 @@ def test_a_gathering_leader_that_nobody_joins_goes_on_alone_after_the_gathering_
     assert execute.groups == [[1]]
     assert commit._gathered is None
     assert commit._last == 1
+
+
+class Interrupted(BaseException):
+    """What the test's SIGINT handler raises in the main thread (as Ctrl-C would raise
+    KeyboardInterrupt)."""
+
+
+@pytest.fixture
+def interrupt_main() -> Iterator[Callable[[], None]]:
+    """Interrupts the main thread, where the test runs, with a real SIGINT: a caller that
+    waits in the group commit is woken with `Interrupted`."""
+
+    def raise_interrupted(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGINT, raise_interrupted)
+    main = threading.main_thread().ident
+    assert main is not None
+    try:
+        yield lambda: signal.pthread_kill(main, signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def in_background(work: Callable[[], object]) -> threading.Thread:
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_caller_interrupted_while_it_waits_in_the_queue_leaves_it_and_its_command_is_not_run(
+    interrupt_main: Callable[[], None],
+) -> None:
+    hold = threading.Event()
+    execute = Recorder(hold)
+    commit: GroupCommit[int, object] = GroupCommit(execute, max_group=500)
+    leader = in_background(lambda: commit.submit(0))
+    execute.entered.wait(10)  # it leads, held inside its group
+
+    def interrupt_once_queued() -> None:
+        wait_until(lambda: len(commit._queue) == 1)
+        interrupt_main()
+
+    in_background(interrupt_once_queued)
+    with pytest.raises(Interrupted):
+        commit.submit(1)  # queued behind the leader, then interrupted
+    hold.set()
+    leader.join(10)
+
+    assert commit._queue == []
+    answers: list[object] = []
+    in_background(lambda: answers.append(commit.submit(2)))
+    wait_until(lambda: answers == [4])  # the lead was not lost
+    assert execute.groups == [[0], [2]]
+
+
+def test_callers_after_one_interrupted_in_their_group_are_still_woken_with_their_answers(
+    interrupt_main: Callable[[], None],
+) -> None:
+    interrupted = threading.Event()
+    groups: list[list[int]] = []
+
+    def execute(group: Sequence[int]) -> list[int]:
+        groups.append(list(group))
+        if group == [0]:  # held until 1, this test's 2, 3 and 4 have queued, in that order
+            wait_until(lambda: len(commit._queue) == 4)
+        if 2 in group:  # 1 leads the group of 1, 2, 3 and 4; 2 is interrupted meanwhile
+            interrupt_main()
+            interrupted.wait(10)
+        return [2 * n for n in group]
+
+    commit: GroupCommit[int, object] = GroupCommit(execute, max_group=500)
+    answers: dict[int, object] = {}
+
+    def caller(n: int, queued_before: int) -> None:
+        wait_until(lambda: len(commit._queue) == queued_before)
+        in_background(lambda: answers.setdefault(n, commit.submit(n)))
+
+    caller(0, queued_before=0)
+    wait_until(lambda: groups == [[0]])
+    caller(1, queued_before=0)
+
+    def after_this_test() -> None:
+        caller(3, queued_before=2)
+        caller(4, queued_before=3)
+
+    later = in_background(after_this_test)
+    wait_until(lambda: len(commit._queue) == 1)
+    with pytest.raises(Interrupted):
+        commit.submit(2)
+    interrupted.set()
+    later.join(10)
+    wait_until(lambda: len(answers) == 4)
+
+    assert groups == [[0], [1, 2, 3, 4]]
+    assert answers == {0: 0, 1: 2, 3: 6, 4: 8}  # 3 and 4 woken although 2 was skipped
+
+
+def test_a_leader_interrupted_while_it_gathers_hands_the_lead_on_without_its_command(
+    interrupt_main: Callable[[], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    execute, commit = after_a_group_of(3, gather_seconds=10.0, monkeypatch=monkeypatch)
+    answers: list[object] = []
+
+    def interrupt_once_a_caller_waits() -> None:
+        wait_until(lambda: commit._gathered is not None)  # this test leads, and gathers
+        in_background(lambda: answers.append(commit.submit(2)))
+        wait_until(lambda: len(commit._queue) == 1)
+        monkeypatch.setattr(group_commit, "GATHER_SECONDS", 0.01)  # for the next leader
+        interrupt_main()
+
+    in_background(interrupt_once_a_caller_waits)
+    with pytest.raises(Interrupted):
+        commit.submit(1)
+    wait_until(lambda: answers == [4])
+
+    assert execute.groups == [[2]]  # led by the caller it handed the lead to
+    assert not commit._leading
