@@ -4,14 +4,16 @@ The first caller to arrive leads: it takes its own command and every command que
 moment (up to `max_group`), has them decided and saved at once, gives each caller its own
 answer, and hands the lead on to the oldest caller still waiting, whose command leaves the
 queue with the lead. A lone caller leads at once and waits for nobody; under load, the
-callers that queue while a commit is in flight share the next.
+callers that queue while a commit is in flight share the next. A caller interrupted while it
+waits (KeyboardInterrupt) leaves the queue, or hands on the lead it was handed; a leader
+interrupted while it gathers hands the lead on, its command not run.
 
-The callers of a group are woken one after the other: the leader wakes the first, and each
-wakes the next as soon as it is awake. They would take turns anyway (they need the GIL to go
-on); woken all at once, they crowded for it. Eight writers on PostgreSQL made 7,276-8,011
-commands a second against 7,037-7,401 (SQLite: 9,267-9,773 against 8,522-8,829), in
-alternating runs. A caller interrupted while it waits (KeyboardInterrupt) leaves the queue,
-or passes on what it was woken for: the next caller's turn, or the lead.
+(A group's callers are woken all at once. Woken one after the other, each waking the next,
+eight writers and nothing else made 7,276-8,011 commands a second on PostgreSQL against
+7,037-7,401, but the HTTP service's write-heavy mix (`scripts/bench_http.py`) lost 3% of its
+requests a second and its p99 grew 6%: 640 against 659 a second, 56.5 against 53.5 ms, means
+of six alternating runs. A caller that waits for the GIL to wake the next holds up the rest
+of its group.)
 
 (The next group is not decided while the current one is being written: with callers that
 wait for their answer before sending more, that only made groups smaller. Measured with two
@@ -20,7 +22,6 @@ groups in flight, eight writers made groups of four, and 15-25% fewer commands a
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -52,14 +53,8 @@ class _Request(Generic[C, R]):
     """A baton, made only for a caller that waits (a caller that leads at once has none)."""
     answer: R | BaseException | None = None
     answered: bool = False
-    after: _Request[C, R] | None = None
-    """The next caller of its group, to wake once this one is awake."""
-    woken: bool = False
-    """Its baton was released: it was answered, or handed the lead."""
-    passed: bool = False
-    """It has woken the next caller of its group (or there was none)."""
-    abandoned: bool = False
-    """Its caller stopped waiting before it was woken: whoever wakes it wakes the next."""
+    leads: bool = False
+    """The lead was handed on to it (its command taken off the queue with the lead)."""
 
     def result(self) -> R:
         if isinstance(self.answer, BaseException):
@@ -91,8 +86,6 @@ class GroupCommit(Generic[C, R]):
         if request.wake is not None:
             try:
                 request.wake.acquire()
-                if request.answered:
-                    self._wake_next(request)
             except BaseException:  # interrupted while it waited
                 self._abandon(request)
                 raise
@@ -128,51 +121,25 @@ class GroupCommit(Generic[C, R]):
             answers = [error] * len(group)
         for request, answer in zip(group, answers, strict=True):
             request.answer, request.answered = answer, True
-        for request, after in itertools.pairwise(taken):
-            request.after = after
         with self._lock:
             self._hand_on()
-            if taken:
-                self._wake_locked(taken[0])
-
-    def _wake_next(self, request: _Request[C, R]) -> None:
-        """Wakes the caller after `request` in its group, once."""
-        with self._lock:
-            self._pass_locked(request)
-
-    def _pass_locked(self, request: _Request[C, R]) -> None:
-        if not request.passed:
-            request.passed = True
-            if request.after is not None:
-                self._wake_locked(request.after)
-
-    def _wake_locked(self, request: _Request[C, R] | None) -> None:
-        """Wakes `request`, or the first after it whose caller still waits."""
-        while request is not None and request.abandoned:
-            request.passed = True
-            request = request.after
-        if request is not None:
-            request.woken = True
+        for request in taken:
             request.wake.release()  # type: ignore[union-attr]
 
     def _hand_on(self) -> None:
         """Hands the lead to the oldest waiter, its command its own (the lock is held)."""
         if self._queue:
             following = self._queue.pop(0)
-            following.woken = True
+            following.leads = True
             following.wake.release()  # type: ignore[union-attr]
         else:
             self._leading = False
 
     def _abandon(self, request: _Request[C, R]) -> None:
-        """A caller stopped waiting: it leaves the queue, or is skipped when its turn comes,
-        or, if it had been woken already, passes on what it was woken for."""
+        """A caller stopped waiting: it leaves the queue, or hands on the lead it was handed.
+        (Taken into a group, its command is run and its answer left unread.)"""
         with self._lock:
             if request in self._queue:
                 self._queue.remove(request)
-            elif not request.woken:
-                request.abandoned = True
-            elif request.answered:
-                self._pass_locked(request)
-            else:  # handed the lead
+            elif request.leads:
                 self._hand_on()
