@@ -4,6 +4,7 @@ caller is never held back."""
 
 from __future__ import annotations
 
+import _thread
 import signal
 import threading
 import time
@@ -13,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from infrastructure import group_commit
-from infrastructure.group_commit import GroupCommit
+from infrastructure.group_commit import GroupCommit, GroupInterrupted
 
 CALLERS = 8
 
@@ -284,3 +285,59 @@ def test_a_leader_interrupted_while_it_gathers_hands_the_lead_on_without_its_com
 
     assert execute.groups == [[2]]  # led by the caller it handed the lead to
     assert not commit._leading
+
+
+@pytest.mark.usefixtures("interrupt_main")  # for its handler: the interrupt here is simulated
+def test_a_caller_interrupted_as_it_is_handed_the_lead_hands_it_on() -> None:
+    hold = threading.Event()
+    execute = Recorder(hold)
+    commit: GroupCommit[int, object] = GroupCommit(execute, max_group=500)
+    in_background(lambda: commit.submit(0))
+    execute.entered.wait(10)  # it leads, held inside its group
+    answers: list[object] = []
+
+    def interrupt_as_the_lead_comes() -> None:
+        wait_until(lambda: len(commit._queue) == 1)  # this test's caller waits, oldest
+        in_background(lambda: answers.append(commit.submit(2)))
+        wait_until(lambda: len(commit._queue) == 2)
+        _thread.interrupt_main()  # no real signal: raised once the waiting caller wakes
+        hold.set()  # the leader finishes and hands the lead to this test's caller
+
+    in_background(interrupt_as_the_lead_comes)
+    with pytest.raises(Interrupted):
+        commit.submit(1)
+    wait_until(lambda: answers == [4])
+
+    assert execute.groups == [[0], [2]]  # the lead went on to 2; 1 was never run
+
+
+def test_a_leader_interrupted_while_its_group_is_saved_answers_the_others_with_an_error(
+    interrupt_main: Callable[[], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hold = threading.Event()
+    execute = Recorder(hold)
+    commit: GroupCommit[int, object] = GroupCommit(execute, max_group=500)
+    monkeypatch.setattr(group_commit, "GATHER_SECONDS", 10.0)
+    commit._last = 3  # this test's caller leads and gathers two more
+    answers: list[object] = []
+
+    def caller(n: int) -> None:
+        try:
+            answers.append(commit.submit(n))
+        except BaseException as error:  # what each caller got is the point
+            answers.append(type(error))
+
+    def join_then_interrupt() -> None:
+        wait_until(lambda: commit._gathered is not None)
+        in_background(lambda: caller(1))
+        in_background(lambda: caller(2))
+        execute.entered.wait(10)  # the group of three is being saved
+        interrupt_main()
+
+    in_background(join_then_interrupt)
+    with pytest.raises(Interrupted):
+        commit.submit(0)
+    wait_until(lambda: len(answers) == 2)
+
+    assert answers == [GroupInterrupted, GroupInterrupted]  # not the leader's Interrupted
+    assert not commit._leading  # and the lead was handed on
