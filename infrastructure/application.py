@@ -71,8 +71,11 @@ class Ledger(Application[str]):
         self._known_lock = threading.Lock()
         super().__init__(env=self.database.env)
         sqlite_file = self.env.get("SQLITE_DBNAME") if self.database.backend == "sqlite" else None
-        in_memory = sqlite_file is not None and "mode=memory" in sqlite_file
-        self._probe = eventstore.VersionProbe(self.recorder, None if in_memory else sqlite_file)
+        self.in_memory = sqlite_file is not None and "mode=memory" in sqlite_file
+        """An in-memory SQLite database: this process's alone."""
+        self._probe = eventstore.VersionProbe(
+            self.recorder, None if self.in_memory else sqlite_file
+        )
 
     def close(self) -> None:
         probe = getattr(self, "_probe", None)  # absent if the constructor failed

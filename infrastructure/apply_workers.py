@@ -1,0 +1,318 @@
+"""`apply` over worker processes: each line dealt to a worker by its run, the answers merged
+back in the order of the lines.
+
+`apply` is bound by its Python (parsing, deciding, writing out events and answers), and one
+process keeps one core busy. Given a large file, `apply` starts worker processes, each a
+`runledger apply -` of its own on the same database, and deals every line to one of them:
+
+- A line goes to the worker of the run it names (`runId`; for a create without one but
+  with an idempotency key, the run id derived from workspace and key). So all the lines of a
+  run go to one worker, which decides them in the order given, as `apply` always does.
+- A create whose `parentRunId` belongs to another worker is dealt alone: once that worker
+  has answered every line it was sent, and before any later line is dealt. Whether the
+  parent exists is then decided on the lines before the child's, and only those, as in one
+  process.
+- A line that names no run (a create with neither, or a line a worker will reject) goes to
+  any worker. A line that is not a JSON object at all is answered here, by the same code a
+  worker would answer it with (`batch.parse`).
+- Answers are written in the order of the lines, each as soon as every line before it is
+  answered; before waiting for more input, every line sent is answered first, so a slow
+  pipe gets its answers as in one process.
+
+The workers are in a session of their own: an interrupt reaches this process, which passes it
+on once; each worker then answers what it saved, as `apply` does when interrupted. A worker
+that stops before answering all its lines stops the whole: the answers before its first
+unanswered line are written, the other workers are stopped, and its error is reported.
+
+Memory stays flat: a worker's input is a pipe, so this process waits when a worker is
+behind, and each line sent is remembered only until it is answered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Iterator
+from contextlib import suppress
+from typing import IO
+
+from domain import identifiers
+from domain.errors import RunLedgerError, TooLarge
+from infrastructure import batch
+from infrastructure.settings import DATABASE_URL_VARIABLE
+
+MAX_WORKERS = 4
+"""The most worker processes `apply` starts by itself (one a CPU it may use, up to this)."""
+
+MIN_FILE_BYTES = 4 << 20
+"""The smallest input (a regular file) for which `apply` starts workers by itself: a worker
+takes about 0.3-0.6 s to start, which 50,000 lines (4 MiB of the benchmark's) repay."""
+
+_BOM = "\ufeff".encode()
+_OK = b'{"ok":true'
+
+
+def default_workers(fd: int) -> int:
+    """Workers for `apply` reading `fd` when `--workers` is not given: one a CPU (up to
+    MAX_WORKERS) for a regular file of MIN_FILE_BYTES or more, else none (1: in process)."""
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        return 1
+    if not stat.S_ISREG(info.st_mode) or info.st_size - _offset(fd) < MIN_FILE_BYTES:
+        return 1
+    return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
+
+
+def _offset(fd: int) -> int:
+    try:
+        return os.lseek(fd, 0, os.SEEK_CUR)
+    except OSError:
+        return 0
+
+
+class WorkerFailed(Exception):
+    """A worker stopped before answering every line it was sent."""
+
+    def __init__(self, worker: int, returncode: int | None, stderr: str) -> None:
+        self.returncode = returncode
+        self.stderr = stderr
+        status = "was stopped" if returncode is None else f"exited with status {returncode}"
+        super().__init__(f"apply worker {worker + 1} {status} before answering its lines")
+
+
+class Workers:
+    """The worker processes of one `apply`, and the lines they have yet to answer."""
+
+    def __init__(self, database_url: str, count: int, out: IO[bytes]) -> None:
+        self._out = out
+        self.rejected = 0
+        argv = [sys.executable, "-m", "infrastructure.cli", "apply", "--workers", "1", "-"]
+        env = os.environ | {DATABASE_URL_VARIABLE: database_url}
+        self._processes: list[subprocess.Popen[bytes]] = []
+        self._answers: list[deque[bytes]] = []
+        self._ended: list[bool] = []
+        self._stderr: list[list[bytes]] = []
+        self._ready = threading.Condition()
+        self._threads: list[threading.Thread] = []  # each worker's answers, then its errors
+        for worker in range(count):
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                start_new_session=True,  # an interrupt is passed on by this process, once
+            )
+            self._processes.append(process)
+            self._answers.append(deque())
+            self._ended.append(False)
+            self._stderr.append([])
+            for target in (self._read_answers, self._read_errors):
+                thread = threading.Thread(target=target, args=(worker,), daemon=True)
+                thread.start()
+                self._threads.append(thread)
+        self._pending: list[list[bytes]] = [[] for _ in range(count)]
+        self._order: deque[int | bytes] = deque()  # a worker's number, or an answer made here
+        self._unanswered = [0] * count
+        self._next = 0
+        self._isolate = False  # the line being dealt creates a child of another worker's run
+
+    # Lines in --------------------------------------------------------------------------------
+
+    def apply(self, groups: Iterator[list[batch.Line]]) -> None:
+        """Deals every line out and writes every answer, in order."""
+        first = True
+        try:
+            for group in groups:
+                for line in group:
+                    self._deal(line, first=first)
+                    first = False
+                self._send()
+                self._write(wait=False)
+            self.finish()
+        except WorkerFailed:
+            with suppress(WorkerFailed):  # the answers up to the failed worker's first missing
+                self._write(wait=True)
+            raise
+
+    def idle(self) -> None:
+        """Before waiting for more input: every line sent so far answered."""
+        self._send()
+        self._write(wait=True)
+
+    def finish(self) -> None:
+        """Closes the workers' input, writes the last answers, and waits for them to exit."""
+        self._send()
+        for process in self._processes:
+            _close(process.stdin)
+        self._write(wait=True)
+        for worker, process in enumerate(self._processes):
+            if process.wait() not in (0, 2):  # 2: some lines were rejected
+                raise self._failed(worker)
+
+    def interrupt(self) -> None:
+        """Passes an interrupt on: each worker answers what it saved, and exits."""
+        for process in self._processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        with suppress(WorkerFailed):  # a worker stopped before its next answer: they end there
+            self._write(wait=True)
+
+    def stop(self) -> None:
+        """Stops every worker still running (after a failure), and waits for it."""
+        for process in self._processes:
+            _close(process.stdin)
+            if process.poll() is None:
+                process.terminate()
+        for process in self._processes:
+            process.wait()
+        for thread in self._threads:
+            thread.join()
+
+    def _deal(self, line: batch.Line, *, first: bool) -> None:
+        worker = None if isinstance(line, TooLarge) else self._worker_for(line, first=first)
+        if worker is None:
+            self._answer_here(line, first=first)
+            return
+        assert not isinstance(line, TooLarge)
+        self._pending[worker].append(line)
+        self._order.append(worker)
+        self._unanswered[worker] += 1
+        if self._isolate:
+            self._isolate = False
+            self._send()
+            self._write(wait=True, worker=worker)
+
+    def _worker_for(self, line: bytes, *, first: bool) -> int | None:
+        """The worker a line goes to, or None for a line answered here (not a JSON object)."""
+        if not first and line.startswith(_BOM):  # json.loads would skip it; the line is wrong
+            return None
+        try:
+            data = json.loads(line)
+        except (ValueError, RecursionError):
+            return None
+        if type(data) is not dict:
+            return None
+        run_id = data.get("runId")
+        if type(run_id) is not str and data.get("command") == "create":
+            workspace, key = data.get("workspaceId"), data.get("idempotencyKey")
+            if type(workspace) is str and type(key) is str:
+                run_id = identifiers.derived_run_id(workspace, key)
+        count = len(self._processes)
+        if type(run_id) is not str:  # a new run, or a line to reject: any worker
+            self._next = (self._next + 1) % count
+            return self._next
+        worker = hash(run_id) % count
+        parent = data.get("parentRunId")
+        if type(parent) is str and hash(parent) % count != worker:
+            self._isolate = True  # the parent's worker answers all before, the child's it
+            self._send()
+            self._write(wait=True, worker=hash(parent) % count)
+        return worker
+
+    def _answer_here(self, line: batch.Line, *, first: bool) -> None:
+        (parsed,) = batch.parse([line], first=first)
+        if not isinstance(parsed, RunLedgerError):  # pragma: no cover - json.loads refused it
+            raise AssertionError(f"a line refused as JSON was read as a command: {line!r}")
+        self._order.append(batch.answer(parsed).encode())
+
+    def _send(self) -> None:
+        for worker, lines in enumerate(self._pending):
+            if not lines:
+                continue
+            stdin = self._processes[worker].stdin
+            assert stdin is not None
+            try:
+                stdin.write(b"".join(line + b"\n" for line in lines))
+                stdin.flush()
+            except BrokenPipeError:
+                raise self._failed(worker) from None
+            lines.clear()
+
+    # Answers out ------------------------------------------------------------------------------
+
+    def _write(self, *, wait: bool, worker: int | None = None) -> None:
+        """Writes the answers that are in, in order. With `wait`: until every line sent is
+        answered (or, given `worker`, every line sent to it)."""
+        done: list[bytes] = []
+        order, answers = self._order, self._answers
+        try:
+            while order:
+                head = order[0]
+                if isinstance(head, bytes):
+                    done.append(head)
+                elif answers[head]:
+                    done.append(answers[head].popleft())
+                    self._unanswered[head] -= 1
+                elif not wait or (worker is not None and not self._unanswered[worker]):
+                    break
+                else:
+                    self._write_out(done)
+                    done = []
+                    self._wait_for(head)
+                    continue
+                order.popleft()
+        finally:
+            self._write_out(done)
+
+    def _wait_for(self, worker: int) -> None:
+        """Waits for the worker's next answer; raises WorkerFailed if it ended without one."""
+        with self._ready:
+            self._ready.wait_for(lambda: self._answers[worker] or self._ended[worker])
+            if self._answers[worker]:
+                return
+        raise self._failed(worker)
+
+    def _write_out(self, answers: list[bytes]) -> None:
+        if not answers:
+            return
+        self.rejected += sum(not answer.startswith(_OK) for answer in answers)
+        self._out.write(b"".join(answer + b"\n" for answer in answers))
+        self._out.flush()
+
+    def _failed(self, worker: int) -> WorkerFailed:
+        process = self._processes[worker]
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        for thread in self._threads[2 * worker : 2 * worker + 2]:
+            thread.join(timeout=5)
+        stderr = b"".join(self._stderr[worker]).decode(errors="replace")
+        return WorkerFailed(worker, process.returncode, stderr)
+
+    # Reader threads -------------------------------------------------------------------------
+
+    def _read_answers(self, worker: int) -> None:
+        stdout = self._processes[worker].stdout
+        assert stdout is not None
+        fd, rest = stdout.fileno(), b""
+        while chunk := os.read(fd, 1 << 16):
+            *lines, rest = (rest + chunk).split(b"\n")
+            if lines:
+                with self._ready:
+                    self._answers[worker].extend(lines)
+                    self._ready.notify_all()
+        with self._ready:
+            self._ended[worker] = True
+            self._ready.notify_all()
+
+    def _read_errors(self, worker: int) -> None:
+        stderr = self._processes[worker].stderr
+        assert stderr is not None
+        while chunk := os.read(stderr.fileno(), 1 << 16):
+            self._stderr[worker].append(chunk)
+
+
+def _close(stream: IO[bytes] | None) -> None:
+    if stream is not None and not stream.closed:
+        with suppress(BrokenPipeError):
+            stream.close()
