@@ -10,7 +10,7 @@ measured in the same run on the same database.
 3. `runledger apply` of 200,000 commands (the command as a process), against `executemany` of
    as many rows in 100-row transactions;
 4. reading views (`show`) of random runs, against a raw primary-key select.
-Seeded; warm-up first; the median of several repetitions.
+Seeded; warm-up first; the median of five repetitions, taken in turns with the baseline's.
 """
 
 from __future__ import annotations
@@ -124,9 +124,17 @@ def timed(work: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def median_rate(count: int, work: Callable[[int], object], repeats: int) -> float:
-    """Operations a second: the median over repetitions (each given its repetition number)."""
-    return statistics.median(count / timed(functools.partial(work, r)) for r in range(repeats))
+def median_rates(
+    count: int, mine: Callable[[int], object], theirs: Callable[[int], object], repeats: int
+) -> tuple[float, float]:
+    """Operations a second of the ledger and of its baseline: the median of each over
+    repetitions (each given its repetition number), taken in turns, so that a machine that
+    speeds up or slows down during the run weighs on both alike."""
+    rates: tuple[list[float], list[float]] = ([], [])
+    for r in range(repeats):
+        for work, measured in zip((mine, theirs), rates, strict=True):
+            measured.append(count / timed(functools.partial(work, r)))
+    return statistics.median(rates[0]), statistics.median(rates[1])
 
 
 def in_threads(work: Callable[[int], None]) -> None:
@@ -143,7 +151,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a small run that checks it works")
     args = parser.parse_args()
     scale = 0.02 if args.quick else 1.0
-    repeats = 1 if args.quick else 3
+    repeats = 1 if args.quick else 5
     rows: list[list[str]] = []
     for backend in args.backend or ["sqlite", "postgres"]:
         with database(backend) as url:
@@ -186,9 +194,9 @@ def run_workloads(url: str, backend: str, scale: float, repeats: int) -> list[li
                     ledger.submit(command)
 
         one_writer(-1)  # warm-up
-        mine = median_rate(3 * cycles, one_writer, repeats)
-        theirs = median_rate(
+        mine, theirs = median_rates(
             3 * cycles,
+            one_writer,
             lambda r: baseline.insert_one_per_transaction(f"w1_{r}", 3 * cycles),
             repeats,
         )
@@ -203,9 +211,9 @@ def run_workloads(url: str, backend: str, scale: float, repeats: int) -> list[li
 
             in_threads(writer)
 
-        mine = median_rate(WRITERS * 3 * cycles, eight_writers, repeats)
-        theirs = median_rate(
+        mine, theirs = median_rates(
             WRITERS * 3 * cycles,
+            eight_writers,
             lambda r: in_threads(
                 lambda w: baseline.insert_one_per_transaction(f"w2_{r}_{w}", 3 * cycles)
             ),
@@ -225,17 +233,17 @@ def run_workloads(url: str, backend: str, scale: float, repeats: int) -> list[li
                     for command in cycle(f"run_w3_{r}_{index}"):
                         file.write(payload.dumps(command) + "\n")
         before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        mine = median_rate(
+        mine, theirs = median_rates(
             total,
             lambda r: subprocess.run(
                 [runledger, "--db", url, "apply", str(files[r])],
                 check=True,
                 stdout=subprocess.DEVNULL,
             ),
+            lambda r: baseline.insert_batches(f"w3_{r}", total),
             repeats,
         )
         child_peak = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
-        theirs = median_rate(total, lambda r: baseline.insert_batches(f"w3_{r}", total), repeats)
         row(
             "3 apply 200k" if scale == 1 else f"3 apply {total:,}",
             mine,
@@ -254,9 +262,10 @@ def run_workloads(url: str, backend: str, scale: float, repeats: int) -> list[li
                 ledger.view_json(run_id)
 
         show(-1)
-        mine = median_rate(len(picks), show, repeats)
         baseline.select_by_key(picks)
-        theirs = median_rate(len(picks), lambda r: baseline.select_by_key(picks), repeats)
+        mine, theirs = median_rates(
+            len(picks), show, lambda r: baseline.select_by_key(picks), repeats
+        )
         row("4 show", mine, theirs, peak_rss_mib())
     return results
 
