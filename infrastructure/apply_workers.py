@@ -40,7 +40,7 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 from contextlib import suppress
-from typing import IO
+from typing import IO, Any
 
 from domain import identifiers
 from domain.errors import RunLedgerError, TooLarge
@@ -85,6 +85,18 @@ class WorkerFailed(Exception):
         self.stderr = stderr
         status = "was stopped" if returncode is None else f"exited with status {returncode}"
         super().__init__(f"apply worker {worker + 1} {status} before answering its lines")
+
+    def report(self) -> dict[str, Any]:
+        """What `apply` prints: the worker's own rejection if it printed one (the database
+        failed, say), else this failure, with the last line the worker printed, if any."""
+        lines = [line for line in self.stderr.splitlines() if line.strip()]
+        if lines:
+            with suppress(ValueError):
+                printed = json.loads(lines[-1])
+                if isinstance(printed, dict) and isinstance(printed.get("error"), dict):
+                    return printed
+        message = f"{self}: {lines[-1].strip()}" if lines else str(self)
+        return {"error": {"code": "unexpected", "message": message}}
 
 
 class Workers:

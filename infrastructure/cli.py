@@ -206,14 +206,7 @@ def _apply_in_workers(ledger: Ledger, stream: IO[bytes], count: int) -> int:
         workers.interrupt()
         raise
     except apply_workers.WorkerFailed as failure:
-        sys.stdout.flush()
-        if failure.stderr.strip():  # the worker's own report, in the contract's form
-            sys.stderr.write(
-                failure.stderr if failure.stderr.endswith("\n") else failure.stderr + "\n"
-            )
-            sys.stderr.flush()
-        else:
-            write_json(sys.stderr, {"error": {"code": "unexpected", "message": str(failure)}})
+        write_json(sys.stderr, failure.report())
         return EXIT_UNEXPECTED
     finally:
         workers.stop()

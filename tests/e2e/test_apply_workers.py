@@ -19,7 +19,12 @@ import pytest
 from domain import identifiers
 from domain.commands import MAX_COMMAND_BYTES
 from infrastructure.application import Ledger
-from infrastructure.apply_workers import MAX_WORKERS, MIN_FILE_BYTES, default_workers
+from infrastructure.apply_workers import (
+    MAX_WORKERS,
+    MIN_FILE_BYTES,
+    WorkerFailed,
+    default_workers,
+)
 from infrastructure.postgres import throwaway_database
 from tests.builders import at, command, create, workday
 from tests.e2e.conftest import RUNLEDGER, TIMEOUT_SECONDS, Cli, json_line, rejected
@@ -267,3 +272,34 @@ def test_workers_start_by_default_only_for_a_large_file(tmp_path: Path) -> None:
     finally:
         os.close(read)
         os.close(write)
+
+
+@pytest.mark.parametrize(
+    ("stderr", "expected"),
+    [
+        (
+            '{"error":{"code":"unavailable","message":"the database failed"}}\n',
+            {"code": "unavailable", "message": "the database failed"},
+        ),
+        (
+            "Traceback (most recent call last):\n  ...\nMemoryError\n",
+            {
+                "code": "unexpected",
+                "message": "apply worker 2 exited with status 1 before answering its lines: "
+                "MemoryError",
+            },
+        ),
+        (
+            "",
+            {
+                "code": "unexpected",
+                "message": "apply worker 2 exited with status 1 before answering its lines",
+            },
+        ),
+    ],
+    ids=["its-rejection", "its-last-words", "silent"],
+)
+def test_a_failed_worker_is_reported_by_its_own_rejection_else_as_unexpected(
+    stderr: str, expected: dict[str, str]
+) -> None:
+    assert WorkerFailed(1, 1, stderr).report() == {"error": expected}
