@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from eventsourcing.domain import CanInitAggregate, CanMutateAggregate, MetaDomainEvent
+from eventsourcing.utils import resolve_topic
 
 from domain.status import TRANSITIONS, Command, RunStatus
 
@@ -87,6 +88,19 @@ class RunCreated(CanInitAggregate[str], RunEvent):
 
     def status_after(self, before: RunStatus) -> RunStatus:
         return RunStatus.PENDING
+
+    def mutate(self, aggregate: Any) -> Any:
+        """The library's `CanInitAggregate.mutate`, for the one aggregate class it makes: a
+        run, whose `__init__` takes no argument. The library finds that out by looking at the
+        signatures of `__base_init__` and `__init__` each time, which took half the time of
+        a create here (3.1 of 5.5 us; tests/unit/test_transitions.py checks the two agree)."""
+        assert aggregate is None
+        run_class: type[Run] = resolve_topic(self.originator_topic)
+        run = run_class.__new__(run_class)
+        run.__base_init__(self.originator_id, self.originator_version, self.timestamp)
+        run.__init__()  # type: ignore[misc]
+        self.apply(run)
+        return run
 
     def apply(self, run: Run) -> None:
         run.status = RunStatus.PENDING

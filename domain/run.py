@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from eventsourcing.domain import BaseAggregate
+from eventsourcing.utils import get_topic
 
 from domain import payload, timestamps
 from domain.commands import CompleteRun, CreateRun, RunCommand
@@ -42,9 +43,13 @@ class Run(BaseAggregate[str]):
     def create(cls, run_id: str, command: CreateRun, at: datetime, now: datetime) -> Run:
         """A new run (its parent checked first, by `check_parent`)."""
         timestamps.check_not_in_future(at, now)
-        return cls._create(
-            RunCreated,
-            id=run_id,
+        # What the library's `_create` does, less the introspection it spends on finding
+        # whether `create_id` needs arguments, when the id is given (2 us of 10 a create).
+        event_class: Any = RunCreated  # a dataclass made by the library's metaclass
+        created: RunCreated = event_class(
+            originator_topic=get_topic(cls),
+            originator_id=run_id,
+            originator_version=cls.INITIAL_VERSION,
             timestamp=now,
             at=at,
             actor=None,
@@ -59,6 +64,9 @@ class Run(BaseAggregate[str]):
             input_json=payload.dumps(command.input),
             cf_workflow_id=command.cf_workflow_id,
         )
+        run: Run = created.mutate(None)
+        run.pending_events.append(created)
+        return run
 
     @property
     def workspace_id(self) -> str:

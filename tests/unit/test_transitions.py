@@ -13,13 +13,18 @@ from typing import Any, cast
 
 import pytest
 from eventsourcing.application import project_aggregate
+from eventsourcing.domain import CanInitAggregate
+from hypothesis import given
+from hypothesis import strategies as st
 
 from domain import timestamps
+from domain.commands import CreateRun
 from domain.errors import Conflict, IllegalTransition, InvalidCommand, OutOfOrder
 from domain.events import (
     CfWorkflowLinked,
     RunCancelled,
     RunCompleted,
+    RunCreated,
     RunEvent,
     RunFailed,
     RunPaused,
@@ -33,6 +38,7 @@ from domain.status import TERMINAL_STATUSES, TRANSITIONS, Command, RunStatus
 from projections.fold import fold
 from tests.builders import (
     ROUTES,
+    T0,
     FakeClock,
     at,
     command,
@@ -572,3 +578,29 @@ def test_a_create_for_an_existing_id_describing_another_run_is_a_conflict(
 
     assert rejection.value.code == "conflict"
     assert field in rejection.value.message
+
+
+@given(
+    st.builds(
+        create_command,
+        run_id=st.just("run_1"),
+        idempotencyKey=st.one_of(st.none(), st.just("key-1")),
+        parentRunId=st.one_of(st.none(), st.just("run_0")),
+        cfWorkflowId=st.one_of(st.none(), st.just("cf_1")),
+        input=st.one_of(st.none(), st.dictionaries(st.sampled_from("abc"), st.integers())),
+    )
+)
+def test_a_run_is_created_as_the_librarys_create_and_mutate_would_create_it(
+    command: CreateRun,
+) -> None:
+    """Run.create and RunCreated.mutate skip the library's introspection (domain/run.py,
+    domain/events.py): the run and the event are still exactly the library's."""
+    run = Run.create("run_1", command, T0, T0 + timedelta(seconds=1))
+    event = cast(RunCreated, run.collect_events()[0])
+    library = Run._create(
+        RunCreated, id="run_1", **{k: v for k, v in vars(event).items() if k != "originator_id"}
+    )
+    (library_event,) = library.collect_events()
+    assert vars(library_event) == vars(event)
+    assert vars(library) == vars(run)
+    assert vars(CanInitAggregate.mutate(event, None)) == vars(event.mutate(None))
