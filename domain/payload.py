@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal, InvalidOperation
+from json.encoder import c_make_encoder as _c_make_encoder  # type: ignore[attr-defined]
+from json.encoder import encode_basestring
 from typing import Any
 
 from domain.errors import InvalidCommand
@@ -185,12 +187,20 @@ def _no_decimal(value: object) -> object:
 
 _FAST = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_no_decimal)
 _encode_string: Callable[[str], str] = json.JSONEncoder(ensure_ascii=False).encode
+_fast_chunks: Callable[[JsonValue, int], Iterable[str]] = (
+    _c_make_encoder(None, _no_decimal, encode_basestring, None, ":", ",", False, False, True)
+    if _c_make_encoder is not None
+    else lambda value, _: [_FAST.encode(value)]  # pragma: no cover - CPython has the C one
+)
+"""What `_FAST.encode` runs, made once: the encoder makes it again at every call, which
+was two thirds of the time for a small payload (1.30 against 0.44 us for `{"n":1}`). It
+keeps no markers to find a cycle (`check` has refused a payload with one: too deep)."""
 
 
 def dumps(value: JsonValue) -> str:
     """Compact JSON text, with `Decimal` numbers written exactly as they were read."""
     try:
-        return _FAST.encode(value)
+        return "".join(_fast_chunks(value, 0))
     except _HasDecimal:
         return "".join(_iter_exact(value))
 
