@@ -160,9 +160,11 @@ def events_from(
 # The command line (tests/e2e) -----------------------------------------------------------------
 
 
-def from_now(seconds: float) -> str:
-    """The ISO text of the real clock plus some seconds: a `runledger` process reads that clock."""
-    return timestamps.to_iso(datetime.now(UTC) + timedelta(seconds=seconds))
+def from_now(seconds: float, *, now: datetime | None = None) -> str:
+    """The ISO text of the real clock plus some seconds: a `runledger` process reads that clock.
+    Moments that must lie a set time apart share one reading of it (`now`): read twice, the
+    clock may cross a millisecond between the two."""
+    return timestamps.to_iso((now or datetime.now(UTC)) + timedelta(seconds=seconds))
 
 
 def nested_json(depth: int) -> str:

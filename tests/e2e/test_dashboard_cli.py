@@ -3,6 +3,8 @@ standard output from the projected read model; bad filters exit 2 with `{"error"
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from tests.builders import SEED_FIELDS, command, create, from_now
@@ -14,14 +16,17 @@ HOURS_AGO = 3 * 3600
 def seeded(runledger: Cli) -> None:
     """A finished parent with two children, one of them idle for hours, in ws_1; one run in
     ws_2; then the read model caught up."""
+    now = datetime.now(UTC)  # one reading: the durations below are exact
     runledger.apply(
-        create("run_parent", at=from_now(-HOURS_AGO)),
-        command("start", "run_parent", at=from_now(-HOURS_AGO + 1)),
-        command("complete", "run_parent", at=from_now(-HOURS_AGO + 3)),
-        create("run_idle", at=from_now(-HOURS_AGO + 10), parentRunId="run_parent"),
-        command("start", "run_idle", at=from_now(-HOURS_AGO + 11)),
-        create("run_fresh", at=from_now(-60), parentRunId="run_parent", subjectId="wf_other"),
-        create("run_elsewhere", at=from_now(-HOURS_AGO), workspaceId="ws_2"),
+        create("run_parent", at=from_now(-HOURS_AGO, now=now)),
+        command("start", "run_parent", at=from_now(-HOURS_AGO + 1, now=now)),
+        command("complete", "run_parent", at=from_now(-HOURS_AGO + 3, now=now)),
+        create("run_idle", at=from_now(-HOURS_AGO + 10, now=now), parentRunId="run_parent"),
+        command("start", "run_idle", at=from_now(-HOURS_AGO + 11, now=now)),
+        create(
+            "run_fresh", at=from_now(-60, now=now), parentRunId="run_parent", subjectId="wf_other"
+        ),
+        create("run_elsewhere", at=from_now(-HOURS_AGO, now=now), workspaceId="ws_2"),
     )
     result = runledger("project")
     assert result.returncode == 0, result
