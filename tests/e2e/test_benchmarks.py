@@ -67,3 +67,22 @@ def test_the_projection_benchmark_runs_on_both_backends(postgres_server_url: str
 
     assert header[0] == "backend"
     assert [row[0] for row in rows] == ["sqlite", "postgres"]
+
+
+def test_the_apply_benchmark_measures_memory_in_process_and_with_workers(
+    postgres_server_url: str,
+) -> None:
+    script = str(Path("scripts") / "bench_apply.py")
+    header, *rows = quick(postgres_server_url, sys.executable, script, "--quick")
+
+    assert header == [
+        "backend", "lines", "workers", "seconds", "lines/s", "dealer", "MiB", "worker", "MiB"
+    ]  # fmt: skip
+    assert [(row[0], row[2]) for row in rows] == [
+        (backend, workers)
+        for backend in ("sqlite", "postgres")
+        for workers in ("1", "2")
+        for _ in range(2)
+    ]
+    assert all(int(row[5]) > 0 for row in rows)
+    assert [row[6] == "-" for row in rows] == [True, True, False, False] * 2
