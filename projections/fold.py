@@ -104,8 +104,8 @@ def step(state: RunState | None, event: RunEvent) -> RunState:
     }
     status = event.status_after(state.status)
     if status is not state.status:
-        changes |= _leave(state, event.at)
-        changes |= {"status": status, "status_since": event.at}
+        changes.update(_leave(state, event.at))
+        changes["status"], changes["status_since"] = status, event.at
         if status is RunStatus.RUNNING and state.started_at is None:
             changes["started_at"] = event.at
         if status.is_terminal:
