@@ -414,14 +414,19 @@ class OneWriterSQLiteRecorder(SQLiteApplicationRecorder):
                     timeout=pool.lock_timeout or 5.0,
                 )
             writer = self._writer
-            rows = [(e.originator_id, e.originator_version, e.topic, e.state) for e in events]
+            execute = writer.execute
             try:
-                if len(rows) == 1:  # one statement is a transaction of its own
-                    return [cast(int, writer.execute(statement, rows[0]).lastrowid)]
-                writer.execute("BEGIN IMMEDIATE")
+                if len(events) == 1:  # one statement is a transaction of its own
+                    (e,) = events
+                    row = (e.originator_id, e.originator_version, e.topic, e.state)
+                    return [cast(int, execute(statement, row).lastrowid)]
+                execute("BEGIN IMMEDIATE")
                 try:
-                    ids = [cast(int, writer.execute(statement, row).lastrowid) for row in rows]
-                    writer.execute("COMMIT")
+                    ids = []
+                    for e in events:
+                        row = (e.originator_id, e.originator_version, e.topic, e.state)
+                        ids.append(cast(int, execute(statement, row).lastrowid))
+                    execute("COMMIT")
                 except BaseException:
                     if writer.in_transaction:
                         writer.execute("ROLLBACK")

@@ -108,6 +108,8 @@ class GroupCommit(Generic[C, R]):
         with self._lock:
             if len(self._queue) + 1 < self._last:  # callers just answered are coming back
                 gathered = self._gathered = _baton()
+            else:
+                taken = self._take()
         if gathered is not None:
             try:
                 gathered.acquire(timeout=GATHER_SECONDS)
@@ -116,12 +118,10 @@ class GroupCommit(Generic[C, R]):
                     self._gathered = None
                     self._hand_on()
                 raise
-        with self._lock:
-            self._gathered = None
-            taken = self._queue[: self._max_group - 1]
-            del self._queue[: self._max_group - 1]
-            group = [own, *taken]
-            self._last = len(group)
+            with self._lock:
+                self._gathered = None
+                taken = self._take()
+        group = [own, *taken]
         try:
             answers: Sequence[R | BaseException] = self._execute_many([r.command for r in group])
         except Exception as error:  # every caller of the group hears of it
@@ -138,6 +138,13 @@ class GroupCommit(Generic[C, R]):
             self._hand_on()
         for request in taken:
             request.wake.release()  # type: ignore[union-attr]
+
+    def _take(self) -> list[_Request[C, R]]:
+        """The callers queued that join the leader's group (the lock is held)."""
+        taken = self._queue[: self._max_group - 1]
+        del self._queue[: self._max_group - 1]
+        self._last = len(taken) + 1
+        return taken
 
     def _hand_on(self) -> None:
         """Hands the lead to the oldest waiter, its command its own (the lock is held)."""
