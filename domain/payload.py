@@ -105,9 +105,11 @@ def check(value: JsonValue, *, what: str) -> None:
                     if not isinstance(key, str):
                         raise InvalidCommand(f"{what} has a key that is not a string: {key!r}")
                     _check_text(key, what)
-                stack.extend((child, depth + 1) for child in item.values())
+                children: Iterable[JsonValue] = item.values()
             else:
-                stack.extend((child, depth + 1) for child in item)
+                children = item
+            for child in children:
+                stack.append((child, depth + 1))
         else:
             raise InvalidCommand(f"{what} holds a {type(item).__name__}, which is not JSON")
 

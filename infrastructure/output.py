@@ -19,7 +19,8 @@ def write_json(stream: IO[str], value: Any) -> None:
 def write_lines(stream: IO[str], lines: Iterable[str]) -> None:
     """Lines of JSON text already written out, in one write."""
     stream.flush()
-    text = "".join(line + "\n" for line in lines)
+    written = list(lines)
+    text = "\n".join(written) + "\n" if written else ""
     stream.buffer.write(text.encode())  # type: ignore[attr-defined]
     stream.buffer.flush()  # type: ignore[attr-defined]
 
