@@ -95,7 +95,7 @@ class Decisions:
             if events and run_id not in self.changed:
                 histories[run_id] = Known(list(events), self._state(run_id))
         for run_id, run in self.changed.items():
-            appended = cast(list[RunEvent], run.pending_events)
+            appended = cast("list[RunEvent]", run.pending_events)
             events = [*self._events.get(run_id, ()), *appended]
             histories[run_id] = Known(events, self._states[run_id])
         return histories
