@@ -134,7 +134,7 @@ def _parse_line(line: bytes, *, first: bool) -> dict[str, Any]:
         raise InvalidCommand(f"the line is not UTF-8: {error}") from None
     if first:
         text = text.removeprefix("\ufeff")
-    if not text.strip():
+    if not text or text.isspace():  # (`strip` would copy the line)
         raise InvalidCommand("the line is empty; each line must be one JSON object")
     data = payload.loads(text, what="the line")
     if not isinstance(data, dict):
