@@ -21,7 +21,6 @@ from eventsourcing.persistence import (
     RecordConflictError,
     StoredEvent,
 )
-from eventsourcing.postgres import PostgresAggregateRecorder
 from eventsourcing.utils import Environment, EnvType
 
 from domain import commands, identifiers, timestamps
@@ -29,7 +28,7 @@ from domain.commands import AnyCommand, CreateRun
 from domain.errors import Conflict, RunLedgerError, RunNotFound
 from domain.events import RunEvent
 from domain.run import Run
-from infrastructure import eventstore, postgres
+from infrastructure import eventstore
 from infrastructure.decisions import Decisions, Known, Outcome
 from infrastructure.group_commit import GroupCommit
 from infrastructure.settings import Database, parse_database_url
@@ -82,7 +81,7 @@ class Ledger(Application[str]):
         if probe is not None:
             probe.close()
         recorder = getattr(self, "recorder", None)
-        if isinstance(recorder, eventstore.OneTripRecorder | eventstore.OneWriterSQLiteRecorder):
+        if isinstance(recorder, eventstore.Writer):
             recorder.release()
         super().close()
 
@@ -97,8 +96,8 @@ class Ledger(Application[str]):
 
     def construct_recorder(self) -> ApplicationRecorder:
         recorder = super().construct_recorder()
-        if isinstance(recorder, PostgresAggregateRecorder):
-            postgres.create_tables_once(recorder, recorder.events_table_name)
+        if not isinstance(recorder, eventstore.Writer):  # the settings name one of the ledger's
+            raise TypeError(f"the ledger cannot write through a {type(recorder).__name__}")
         return recorder
 
     def now(self) -> datetime:

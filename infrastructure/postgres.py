@@ -3,8 +3,8 @@
 The library creates its tables (and a function it would use only with the database functions,
 which the ledger never enables) with `CREATE OR REPLACE` at every start. Processes starting
 together then fail with "tuple concurrently updated", and every command-line call would write
-to the catalogue. So the ledger turns that off and creates the tables once, under an advisory
-lock, only where they are missing. Also: a throwaway database, for test sessions and
+to the catalogue. So the ledger's recorder and read model create their tables once, under an
+advisory lock, only where they are missing. Also: a throwaway database, for test sessions and
 benchmarks.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import psycopg
@@ -22,8 +22,10 @@ from psycopg import sql
 _SCHEMA_LOCK = 0x72756E6C  # "runl": one advisory lock for the ledger's DDL
 
 
-def create_tables_once(recorder: PostgresRecorder, *names: str) -> None:
-    """Runs the recorder's `create_table()` unless all its tables `names` exist."""
+def create_tables_once(
+    recorder: PostgresRecorder, *names: str, create: Callable[[], None] | None = None
+) -> None:
+    """Runs `create` (the recorder's `create_table()`) unless all its tables `names` exist."""
     datastore = recorder.datastore
     tables = [f"{datastore.schema or 'public'}.{name}" for name in names]
     with datastore.get_connection() as connection:
@@ -35,7 +37,7 @@ def create_tables_once(recorder: PostgresRecorder, *names: str) -> None:
                 (tables,),
             ).fetchone()
             if row is None or not row["present"]:
-                recorder.create_table()
+                (create or recorder.create_table)()
         finally:
             connection.execute("SELECT pg_advisory_unlock(%s)", (_SCHEMA_LOCK,))
 

@@ -1,17 +1,17 @@
-"""Wires the read model to the ledger's database: the adapter for its backend, the projector."""
+"""Wires the read model to the ledger's database: the adapter for its backend, the projector.
+
+(Each backend's adapter is imported when a ledger on that backend opens the read model: a
+process on SQLite never loads the PostgreSQL driver.)"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import cast
 
-from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteDatastore
 
 from domain.events import RunEvent
-from infrastructure import postgres
 from infrastructure.application import Ledger
-from projections.postgres import PostgresRunsView
 from projections.projector import Projector
 from projections.readmodel import SHADOW_SUFFIX, TABLE, Lag, RunsView
 from projections.sqlite import SQLiteRunsView
@@ -27,7 +27,10 @@ def open_view(ledger: Ledger, *, shadow: bool = False) -> RunsView:
     datastore = ledger.factory.datastore  # type: ignore[attr-defined]
     events_table: str = ledger.recorder.events_table_name  # type: ignore[attr-defined]
     view: RunsView
-    if isinstance(datastore, PostgresDatastore):
+    if ledger.database.backend == "postgres":
+        from infrastructure import postgres  # noqa: PLC0415 - the driver only where it is used
+        from projections.postgres import PostgresRunsView  # noqa: PLC0415
+
         view = PostgresRunsView(
             datastore,
             table=table,

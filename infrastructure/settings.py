@@ -65,7 +65,7 @@ def _sqlite_env(url: str) -> dict[str, str]:
         "PERSISTENCE_MODULE": "eventsourcing.sqlite",
         "SQLITE_DBNAME": name,
         "SQLITE_LOCK_TIMEOUT": "30",
-        "APPLICATION_RECORDER_TOPIC": "infrastructure.eventstore:OneWriterSQLiteRecorder",
+        "APPLICATION_RECORDER_TOPIC": "infrastructure.eventstore_sqlite:OneWriterSQLiteRecorder",
     }
 
 
@@ -101,6 +101,5 @@ def _postgres_env(url: str) -> dict[str, str]:
         # Never the database functions: with them a reader tailing the log can miss events.
         "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
         # The library's recorder, its inserts sent in one round trip (same lock, same NOTIFY).
-        "APPLICATION_RECORDER_TOPIC": "infrastructure.eventstore:OneTripRecorder",
-        "CREATE_TABLE": "n",  # see infrastructure/postgres.py
+        "APPLICATION_RECORDER_TOPIC": "infrastructure.eventstore_postgres:OneTripRecorder",
     }

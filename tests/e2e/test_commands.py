@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.builders import SEED_FIELDS, at, command, create
-from tests.e2e.conftest import Cli, json_lines, rejected
+from tests.e2e.conftest import TIMEOUT_SECONDS, Cli, json_lines, rejected
 
 ISO_MILLIS = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 LIFECYCLE = [
@@ -441,3 +444,36 @@ def test_the_db_option_wins_over_the_database_variable(
     assert runledger("show", "run_1").returncode == 0
     assert rejected(run_cli("show", "run_1", env=elsewhere)) == "not_found"
     assert not (tmp_path / "runledger.db").exists()
+
+
+DRIVER_CHECK = """
+import json, sys
+from infrastructure import cli
+codes = [cli.main(argv) for argv in json.loads(sys.argv[1])]
+loaded = [m for m in sys.modules if m.partition(".")[0].startswith("psycopg")]
+loaded += [m for m in sys.modules if m == "eventsourcing.postgres"]
+print(json.dumps({"codes": codes, "loaded": sorted(loaded)}), file=sys.stderr)
+"""
+
+
+def test_a_ledger_on_sqlite_never_loads_the_postgresql_driver(tmp_path: Path) -> None:
+    db = ["--db", f"sqlite:///{tmp_path / 'ledger.db'}"]
+    calls = [
+        [*db, "create", "--run-id", "run_1", "--workspace-id", "ws_1", "--subject-id", "wf_1",
+         "--user-id", "user_1"],
+        [*db, "start", "run_1"],
+        [*db, "show", "run_1"],
+        [*db, "project"],
+        [*db, "runs", "--workspace-id", "ws_1"],
+    ]  # fmt: skip
+
+    result = subprocess.run(
+        [sys.executable, "-c", DRIVER_CHECK, json.dumps(calls)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_SECONDS,
+        check=False,
+    )
+
+    report = json.loads(result.stderr.splitlines()[-1])
+    assert report == {"codes": [0] * len(calls), "loaded": []}, result.stderr

@@ -1,4 +1,4 @@
-"""The recorders that insert through one writer connection each (infrastructure/eventstore.py),
+"""The recorders that insert through one writer connection each (infrastructure/eventstore_*.py),
 on both backends: values stored as given, a refused insert leaving nothing behind and the
 writer usable, a writer waiting its turn behind another; on PostgreSQL, each insert in one
 round trip with the library's table lock and NOTIFY, and a broken writer replaced."""
@@ -15,7 +15,8 @@ import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from infrastructure.application import Ledger
-from infrastructure.eventstore import ARRAYS_FROM, OneTripRecorder, OneWriterSQLiteRecorder
+from infrastructure.eventstore_postgres import ARRAYS_FROM, OneTripRecorder
+from infrastructure.eventstore_sqlite import OneWriterSQLiteRecorder
 from tests.conftest import reset_postgres
 
 HOSTILE = "it's; DROP TABLE runledger_events; -- \\x00 ünï"
