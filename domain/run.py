@@ -111,11 +111,18 @@ class Run(BaseAggregate[str]):
         key = command.idempotency_key
         if key is None or key not in self.keys:
             return False
-        if not _same_command(self.keys[key], command):
+        recorded = self.keys[key]
+        differing = _differences(recorded, command)
+        if differing:
+            used = f"{recorded.command.value} (version {recorded.originator_version})"
             raise Conflict(
-                f"idempotency key {key!r} was already used on run {self.id!r} for a different "
-                f"command ({self.keys[key].command.value}, version "
-                f"{self.keys[key].originator_version})"
+                f"idempotency key {key!r} was already used on run {self.id!r} by a {used}, "
+                + (
+                    f"not a {command.kind.value}"
+                    if differing == ["command"]
+                    else f"with a different {', '.join(differing)}"
+                )
+                + "; a resent command must be the same, a new one needs a key of its own"
             )
         return True
 
@@ -159,14 +166,23 @@ def check_parent(command: CreateRun, parent: Run | None) -> None:
         )
 
 
-def _same_command(recorded: RunEvent, command: RunCommand) -> bool:
-    """Same kind, same output, error, reason and cfWorkflowId; `at` and `actor` not compared."""
-    if recorded.command is not command.kind or recorded.reason != command.reason:
-        return False
+def _differences(recorded: RunEvent, command: RunCommand) -> list[str]:
+    """What makes the command other than the one recorded with its key: ["command"] for
+    another kind, else the fields that differ (output, error, reason, cfWorkflowId; `at`
+    and `actor` are not compared)."""
+    if recorded.command is not command.kind:
+        return ["command"]
+    differing = []
     if isinstance(recorded, RunCompleted) and isinstance(command, CompleteRun):
-        return payload.same(payload.loads(recorded.output_json), command.output)
-    fields = command.event_fields()  # error, cf_workflow_id
-    return all(getattr(recorded, name) == value for name, value in fields.items())
+        if not payload.same(payload.loads(recorded.output_json), command.output):
+            differing.append("output")
+    else:
+        for name, value in command.event_fields().items():  # error, cf_workflow_id
+            if getattr(recorded, name) != value:
+                differing.append(_camel(name))
+    if recorded.reason != command.reason:
+        differing.append("reason")
+    return differing
 
 
 def _created_value(created: RunCreated, name: str) -> Any:

@@ -414,29 +414,51 @@ def test_a_replayed_run_still_recognises_its_duplicates() -> None:
     assert replayed.pending_events == []
 
 
-# (the first keyed command, a different command with the same key); both on a running run.
+# (the first keyed command, a different command with the same key, what its conflict names);
+# both on a running run.
 KEY_CONFLICTS: list[Any] = [
-    pytest.param(command("pause"), command("wait"), id="kind"),
     pytest.param(
-        command("complete", output={"a": 1}), command("complete", output={"a": 2}), id="output"
+        command("pause"), command("wait"), "by a pause (version 3), not a wait", id="kind"
     ),
     pytest.param(
-        command("complete", output=True), command("complete", output=1), id="output-true-1"
+        command("complete", output={"a": 1}),
+        command("complete", output={"a": 2}),
+        "with a different output",
+        id="output",
     ),
-    pytest.param(command("fail", error="boom"), command("fail", error="bang"), id="error"),
-    pytest.param(command("pause", reason="a"), command("pause", reason="b"), id="reason"),
-    pytest.param(command("pause"), command("pause", reason="b"), id="reason-added"),
+    pytest.param(
+        command("complete", output=True),
+        command("complete", output=1),
+        "with a different output",
+        id="output-true-1",
+    ),
+    pytest.param(
+        command("fail", error="boom"), command("fail", error="bang"), "different error", id="error"
+    ),
+    pytest.param(
+        command("pause", reason="a"), command("pause", reason="b"), "different reason", id="reason"
+    ),
+    pytest.param(
+        command("pause"), command("pause", reason="b"), "different reason", id="reason-added"
+    ),
+    pytest.param(
+        command("fail", error="boom", reason="a"),
+        command("fail", error="bang", reason="b"),
+        "by a fail (version 3), with a different error, reason",
+        id="error-and-reason",
+    ),
     pytest.param(
         command("linkCfWorkflow", cfWorkflowId="cf_1"),
         command("linkCfWorkflow", cfWorkflowId="cf_2"),
+        "with a different cfWorkflowId",
         id="cfWorkflowId",
     ),
 ]
 
 
-@pytest.mark.parametrize(("first", "different"), KEY_CONFLICTS)
-def test_a_key_reused_for_a_different_command_is_a_conflict(
-    first: dict[str, Any], different: dict[str, Any]
+@pytest.mark.parametrize(("first", "different", "named"), KEY_CONFLICTS)
+def test_a_key_reused_for_a_different_command_is_a_conflict_that_names_the_difference(
+    first: dict[str, Any], different: dict[str, Any], named: str
 ) -> None:
     run = run_in(RunStatus.RUNNING)
     run.execute(parsed_transition({**first, "at": at(5), "idempotencyKey": "k"}), NOW)
@@ -447,6 +469,7 @@ def test_a_key_reused_for_a_different_command_is_a_conflict(
 
     assert rejection.value.code == "conflict"
     assert "'k'" in rejection.value.message
+    assert named in rejection.value.message
     assert pending_events(run) == before
 
 
