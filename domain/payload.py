@@ -1,9 +1,16 @@
 """JSON payloads (`input`, `output`): the contract's limits, and exact numbers.
 
-A payload is any JSON value with three limits, the same on every backend: no string or key
-holds U+0000, nothing nests deeper than `MAX_DEPTH`, and numbers are finite. Numbers come
-back exactly as they were given: a literal that a float would change (`1.10`, `1e5`,
-`3.14159265358979323846`) is kept as a `Decimal`, and `dumps` writes it back digit for digit.
+A payload is any JSON value with the contract's three limits, the same on every backend: no
+string or key holds U+0000, nothing nests deeper than `MAX_DEPTH`, and numbers are finite.
+Numbers come back exactly as they were given: a literal that a float would change (`1.10`,
+`1e5`, `3.14159265358979323846`) is kept as a `Decimal`, and `dumps` writes it back digit for
+digit.
+
+Three more, where the contract is silent, so that what is accepted can be kept exactly and
+read on every backend (README, "Where the contract is silent"): a string holds no lone UTF-16
+surrogate (it has no UTF-8); a number fits PostgreSQL's `numeric` (`MAX_INTEGER_DIGITS`
+before the point, `MAX_FRACTION_DIGITS` after), which the read model's `jsonb` columns hold;
+and no object names a key twice, whose value would otherwise be lost.
 """
 
 from __future__ import annotations
@@ -19,6 +26,10 @@ from typing import Any
 from domain.errors import InvalidCommand
 
 MAX_DEPTH = 100
+MAX_INTEGER_DIGITS = 131_072
+MAX_FRACTION_DIGITS = 16_383
+"""PostgreSQL's `numeric`: digits before the decimal point, and after it (trailing zeros
+count: `1.000` keeps three)."""
 
 JsonValue = Any
 """None, bool, int, float, Decimal, str, list of JsonValue, dict of str to JsonValue."""
@@ -47,8 +58,8 @@ def _parse_float(text: str) -> float | Decimal:
         return number
     try:
         return ExactNumber(text)
-    except InvalidOperation:  # pragma: no cover - the JSON scanner only passes numbers
-        raise InvalidCommand(f"{text!r} is not a JSON number") from None
+    except InvalidOperation:  # an exponent beyond what a Decimal holds (over 10**18)
+        raise _OutOfRange(text) from None
 
 
 def _reject_constant(name: str) -> None:
@@ -65,21 +76,76 @@ def _parse_int(text: str) -> int | Decimal:
     return int(text)
 
 
+class _OutOfRange(Exception):
+    """A number literal beyond the range a payload's numbers may take."""
+
+
+class _TwiceNamed(Exception):
+    """An object names a key twice."""
+
+
+def _object(pairs: list[tuple[str, JsonValue]]) -> dict[str, JsonValue]:
+    """An object, unless it names a key twice. (About 0.3 us an object more than the
+    decoder's own dicts: 2.31 against 1.76 us for an `apply` line of two objects.)"""
+    made = dict(pairs)
+    if len(made) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:  # pragma: no branch - one is named twice
+            if key in seen:
+                raise _TwiceNamed(key)
+            seen.add(key)
+    return made
+
+
 _DECODER = json.JSONDecoder(
-    parse_float=_parse_float, parse_int=_parse_int, parse_constant=_reject_constant
+    parse_float=_parse_float,
+    parse_int=_parse_int,
+    parse_constant=_reject_constant,
+    object_pairs_hook=_object,
 )
 
 
 def loads(text: str, *, what: str = "JSON") -> JsonValue:
-    """Parses JSON text, keeping numbers exact; NaN and Infinity are refused. (`check` is
-    what enforces the other limits.)"""
+    """Parses JSON text, keeping numbers exact; NaN, Infinity, a key named twice and an
+    exponent no Decimal holds are refused. (`check` is what enforces the other limits.)"""
     try:
         value = _DECODER.decode(text)
     except RecursionError:
         raise InvalidCommand(f"{what} nests deeper than {MAX_DEPTH} levels") from None
+    except _TwiceNamed as twice:
+        raise InvalidCommand(
+            f"{what} names the key {_short(str(twice))} twice in one object; "
+            "each key may appear once"
+        ) from None
+    except _OutOfRange as number:
+        raise _out_of_range(what, str(number)) from None
     except ValueError as error:  # JSONDecodeError among others
         raise InvalidCommand(f"{what} is not valid JSON: {error}") from None
     return value
+
+
+def _out_of_range(what: str, literal: str) -> InvalidCommand:
+    return InvalidCommand(
+        f"{what} holds the number {_short(literal)}, beyond what can be stored: at most "
+        f"{MAX_INTEGER_DIGITS:,} digits before the decimal point and {MAX_FRACTION_DIGITS:,} "
+        "after"
+    )
+
+
+def _short(text: str, limit: int = 40) -> str:
+    """A literal or key fit for a message: repr'd, its middle cut out if it is long."""
+    if len(text) > limit:
+        text = f"{text[: limit // 2]}...{text[-limit // 2 :]}"
+    return repr(text)
+
+
+def _fits(number: Decimal) -> bool:
+    """Whether PostgreSQL's `numeric` holds the number as written (a finite one)."""
+    _, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    if -exponent > MAX_FRACTION_DIGITS:
+        return False
+    return len(digits) + exponent <= MAX_INTEGER_DIGITS or not any(digits)
 
 
 def check(value: JsonValue, *, what: str) -> None:
@@ -94,9 +160,14 @@ def check(value: JsonValue, *, what: str) -> None:
         elif isinstance(item, int):
             if item.bit_length() > 4 * _LONG_INT:  # str() of it would fail
                 raise InvalidCommand(f"{what} holds an integer too long to print; send it as JSON")
-        elif isinstance(item, float | Decimal):
-            if not (math.isfinite(item) if isinstance(item, float) else item.is_finite()):
+        elif isinstance(item, float):
+            if not math.isfinite(item):
                 raise InvalidCommand(f"{what} holds a number that is not finite: {item}")
+        elif isinstance(item, Decimal):
+            if not item.is_finite():
+                raise InvalidCommand(f"{what} holds a number that is not finite: {item}")
+            if not _fits(item):
+                raise _out_of_range(what, str(item))
         elif isinstance(item, list | dict):
             if depth >= MAX_DEPTH:
                 raise InvalidCommand(f"{what} nests deeper than {MAX_DEPTH} levels")
@@ -122,7 +193,8 @@ def _check_text(text: str, what: str) -> None:
             text.encode()
         except UnicodeEncodeError:
             raise InvalidCommand(
-                f"{what} holds a lone UTF-16 surrogate, which is not a character"
+                f"{what} holds a lone UTF-16 surrogate, which is not a character (on a "
+                "command line: bytes that are not UTF-8)"
             ) from None
 
 

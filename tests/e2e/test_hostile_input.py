@@ -12,6 +12,7 @@ import re
 
 import pytest
 
+from domain import payload
 from tests.builders import at, command, create, from_now, nested_json
 from tests.e2e.conftest import Cli, json_line, json_lines, rejected
 
@@ -78,6 +79,14 @@ HOSTILE_LINES = [
         "invalid",
         id="at-before-year-1-in-utc",
     ),
+    pytest.param(
+        b'{"command":"create","command":"start","runId":"run_1"}', "invalid", id="command-twice"
+    ),
+    pytest.param(json_line(create(NEW), input='{"a":1,"a":2}'), "invalid", id="input-key-twice"),
+    pytest.param(json_line(create(NEW), input="1e131072"), "invalid", id="input-beyond-numeric"),
+    pytest.param(
+        json_line(command("complete"), output="[1e-16384]"), "invalid", id="output-beyond-numeric"
+    ),
     pytest.param(json_line(command("start", run_id="run_1\n")), "invalid", id="run-id-newline"),
     pytest.param(
         json_line(create(NEW, workspaceId="ws_1\n")), "invalid", id="workspace-id-newline"
@@ -139,6 +148,21 @@ def test_an_unusual_but_valid_input_is_accepted_and_comes_back_as_written(
     assert (result.returncode, result.stderr) == (0, "")
     assert [answer["ok"] for answer in result.lines()] == [True, True, True]
     assert result.stdout.count(f'"input":{raw_input},') == 2
+
+
+def test_the_widest_numbers_accepted_are_projected_into_the_read_model_on_every_backend(
+    runledger: Cli,
+) -> None:
+    widest = "[1e131071,-9.9e131071,1e-16383,0e999999]"
+    runledger("apply", stdin=json_lines(json_line(create(at=at(0)), input=widest)))
+
+    projected = runledger("project")
+    listed = runledger("runs", "--workspace-id", "ws_1")
+
+    assert (projected.returncode, projected.stderr) == (0, "")
+    assert listed.returncode == 0
+    (row,) = listed.json()["runs"]
+    assert payload.same(row["input"], payload.loads(widest))  # jsonb writes 1e5 as 100000
 
 
 def test_the_history_gives_a_100_deep_input_back_as_written(runledger: Cli) -> None:

@@ -1,4 +1,5 @@
-"""Payloads (`input`, `output`): exact numbers and strings, and the contract's three limits."""
+"""Payloads (`input`, `output`): exact numbers and strings, the contract's three limits, and the
+ledger's own three (no lone surrogate, numbers PostgreSQL's `numeric` holds, no key twice)."""
 
 from __future__ import annotations
 
@@ -149,6 +150,60 @@ def test_a_number_that_is_not_finite_is_invalid(value: Any) -> None:
 
     assert rejection.value.code == "invalid"
     assert "finite" in rejection.value.message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("1e131071", id="131072-digits-before-the-point"),
+        pytest.param("9" * 131_072, id="an-integer-of-131072-digits"),
+        pytest.param("-9.99e131071", id="negative"),
+        pytest.param("1e-16383", id="16383-digits-after-the-point"),
+        pytest.param("0." + "0" * 16_382 + "1", id="16383-decimals-written-out"),
+        pytest.param("1." + "0" * 16_383, id="16383-trailing-zeros"),
+        pytest.param("0e999999", id="zero-with-a-large-exponent"),
+    ],
+)
+def test_a_number_postgresqls_numeric_holds_is_accepted_and_kept_as_written(text: str) -> None:
+    value = payload.loads(f"[{text}]")
+
+    payload.check(value, what="input")
+
+    assert payload.dumps(value) == f"[{text}]"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("1e131072", id="131073-digits-before-the-point"),
+        pytest.param("1" + "0" * 131_072, id="an-integer-of-131073-digits"),
+        pytest.param("10e131071", id="two-digits-and-an-exponent"),
+        pytest.param("1e-16384", id="16384-digits-after-the-point"),
+        pytest.param("1.0e-16383", id="a-trailing-zero-past-the-limit"),
+        pytest.param("1." + "0" * 16_384, id="16384-trailing-zeros"),
+        pytest.param("1.1e99999999999999999999", id="an-exponent-no-decimal-holds"),
+    ],
+)
+def test_a_number_beyond_postgresqls_numeric_is_invalid_with_a_short_message(text: str) -> None:
+    with pytest.raises(InvalidCommand) as rejection:
+        payload.check(payload.loads(f'{{"x":[{text}]}}', what="input"), what="input")
+
+    assert rejection.value.code == "invalid"
+    assert "digits before the decimal point" in rejection.value.message
+    assert len(rejection.value.message) < 200
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"a":1,"a":1}', '{"a":1,"b":2,"a":3}', '[{"x":{"k":1,"k":{}}}]', '{"":0,"":0}'],
+)
+def test_an_object_that_names_a_key_twice_is_invalid(text: str) -> None:
+    with pytest.raises(InvalidCommand) as rejection:
+        payload.loads(text, what="input")
+
+    assert rejection.value.code == "invalid"
+    assert rejection.value.message.startswith("input names the key ")
+    assert "twice" in rejection.value.message
 
 
 @pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity", '{"x":[1,NaN]}'])
