@@ -42,7 +42,7 @@ from collections.abc import Iterator
 from contextlib import suppress
 from typing import IO, Any
 
-from domain import identifiers
+from domain import identifiers, payload
 from domain.errors import RunLedgerError, TooLarge
 from infrastructure import batch
 from infrastructure.settings import DATABASE_URL_VARIABLE
@@ -225,7 +225,7 @@ class Workers:
         try:
             data = json.loads(line)
         except (ValueError, RecursionError):
-            return None
+            data = _as_the_ledger_reads(line, first=first)
         if type(data) is not dict:
             return None
         run_id = data.get("runId")
@@ -338,6 +338,17 @@ class Workers:
         assert stderr is not None
         while chunk := os.read(stderr.fileno(), 1 << 16):
             self._stderr[worker].append(chunk)
+
+
+def _as_the_ledger_reads(line: bytes, *, first: bool) -> object:
+    """A line `json.loads` refused, read as a worker reads it: None if the worker would
+    refuse it too. (The ledger takes what `json.loads` does not, such as an integer of
+    more than 4,300 digits, which Python will not turn into an int.)"""
+    try:
+        text = line.decode()
+        return payload.loads(text.removeprefix("\ufeff") if first else text)
+    except (UnicodeDecodeError, RunLedgerError):
+        return None
 
 
 def _close(stream: IO[bytes] | None) -> None:

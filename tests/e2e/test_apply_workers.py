@@ -70,6 +70,10 @@ def odd_lines() -> list[bytes]:
         b'{"command":"start","runId":"run_later","at":NaN}',
         b"x" * (MAX_COMMAND_BYTES + 1),
         command("complete", "run_child", at=at(6), output={"n": 1.10}),
+        # json.loads refuses an integer of over 4,300 digits; the ledger takes it
+        json_line(create("run_long", workspaceId="ws_odd", at=at(0)), input="1" * 4301),
+        json_line(command("start", "run_long", at=at(1)), runId='"run_long"'),  # runId twice
+        json_line(command("start", "run_long", at=at(1))),
     ]
     return [line if isinstance(line, bytes) else json_line(line) for line in lines]
 
