@@ -19,10 +19,13 @@ process keeps one core busy. Given a large file, `apply` starts worker processes
   answered; before waiting for more input, every line sent is answered first, so a slow
   pipe gets its answers as in one process.
 
-The workers are in a session of their own: an interrupt reaches this process, which passes it
-on once; each worker then answers what it saved, as `apply` does when interrupted. A worker
-that stops before answering all its lines stops the whole: the answers before its first
-unanswered line are written, the other workers are stopped, and its error is reported.
+The workers are in a session of their own: an interrupt (SIGINT, SIGTERM) reaches this
+process only, which takes it as the end of its input (infrastructure/interrupts.py): the
+lines dealt are sent, the workers' input is closed, and every line sent is answered. The
+answers are then exactly those of the lines before the first one left out, as in one
+process. A second interrupt stops the workers at once. A worker that stops before answering
+all its lines stops the whole: the answers before its first unanswered line are written, the
+other workers are stopped, and its error is reported.
 
 Memory stays flat: a worker's input is a pipe, so this process waits when a worker is
 behind, and each line sent is remembered only until it is answered.
@@ -32,7 +35,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import stat
 import subprocess
 import sys
@@ -44,7 +46,8 @@ from typing import IO, Any
 
 from domain import identifiers, payload
 from domain.errors import RunLedgerError, TooLarge
-from infrastructure import batch
+from infrastructure import batch, interrupts
+from infrastructure.output import write_all
 from infrastructure.settings import DATABASE_URL_VARIABLE
 
 MAX_WORKERS = 4
@@ -132,6 +135,8 @@ class Workers:
         self._unanswered = [0] * count
         self._next = 0
         self._isolate = False  # the line being dealt creates a child of another worker's run
+        self.interrupts = interrupts.Held()
+        """Given SIGINT and SIGTERM by the caller (`interrupts.taken_as_interrupts`)."""
 
     def _start(self, argv: list[str], env: dict[str, str], count: int) -> None:
         for worker in range(count):
@@ -155,15 +160,21 @@ class Workers:
     # Lines in --------------------------------------------------------------------------------
 
     def apply(self, groups: Iterator[list[batch.Line]]) -> None:
-        """Deals every line out and writes every answer, in order."""
+        """Deals every line out and writes every answer, in order. Interrupted, it stops
+        with every line it dealt sent: `finish` answers them."""
         first = True
         try:
-            for group in groups:
+            while True:
+                with self.interrupts.waiting():
+                    group = next(groups, None)
+                if group is None:
+                    break
                 for line in group:
                     self._deal(line, first=first)
                     first = False
                 self._send()
                 self._write(wait=False)
+                self.interrupts.check()
             self.finish()
         except WorkerFailed:
             with suppress(WorkerFailed):  # the answers up to the failed worker's first missing
@@ -172,8 +183,9 @@ class Workers:
 
     def idle(self) -> None:
         """Before waiting for more input: every line sent so far answered."""
-        self._send()
-        self._write(wait=True)
+        with self.interrupts.busy():
+            self._send()
+            self._write(wait=True)
 
     def finish(self) -> None:
         """Closes the workers' input, writes the last answers, and waits for them to exit."""
@@ -184,14 +196,6 @@ class Workers:
         for worker, process in enumerate(self._processes):
             if process.wait() not in (0, 2):  # 2: some lines were rejected
                 raise self._failed(worker)
-
-    def interrupt(self) -> None:
-        """Passes an interrupt on: each worker answers what it saved, and exits."""
-        for process in self._processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-        with suppress(WorkerFailed):  # a worker stopped before its next answer: they end there
-            self._write(wait=True)
 
     def stop(self) -> None:
         """Stops every worker still running (after a failure), and waits for it."""
@@ -292,7 +296,7 @@ class Workers:
 
     def _wait_for(self, worker: int) -> None:
         """Waits for the worker's next answer; raises WorkerFailed if it ended without one."""
-        with self._ready:
+        with self.interrupts.waiting(), self._ready:
             self._ready.wait_for(lambda: self._answers[worker] or self._ended[worker])
             if self._answers[worker]:
                 return
@@ -302,8 +306,7 @@ class Workers:
         if not answers:
             return
         self.rejected += sum(not answer.startswith(_OK) for answer in answers)
-        self._out.write(b"".join(answer + b"\n" for answer in answers))
-        self._out.flush()
+        write_all(self._out, b"".join(answer + b"\n" for answer in answers))
 
     def _failed(self, worker: int) -> WorkerFailed:
         process = self._processes[worker]

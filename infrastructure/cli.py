@@ -25,6 +25,7 @@ from infrastructure import (
     cli_dashboard,
     cli_projection,
     cli_service,
+    interrupts,
 )
 from infrastructure.application import Ledger, Pipeline
 from infrastructure.decisions import Outcome
@@ -136,7 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunLedgerError as error:
         reject(error)
         return EXIT_REJECTED
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interruption:
+        if isinstance(interruption, interrupts.Terminated):
+            print("runledger: terminated", file=sys.stderr)
+            return 143
         print("runledger: interrupted", file=sys.stderr)
         return 130
     except Exception as error:  # the last resort: a message, never a traceback
@@ -199,12 +203,15 @@ def _apply(ledger: Ledger, args: argparse.Namespace) -> int:
 
 
 def _apply_in_workers(ledger: Ledger, stream: IO[bytes], count: int) -> int:
+    """Interrupted, the lines dealt are answered (`finish`); interrupted again, not."""
     workers = apply_workers.Workers(ledger.database.url, count, sys.stdout.buffer)
     try:
-        workers.apply(batch.line_groups(stream.fileno(), on_idle=workers.idle))
-    except KeyboardInterrupt:
-        workers.interrupt()
-        raise
+        with interrupts.taken_as_interrupts(workers.interrupts.handle):
+            try:
+                workers.apply(batch.line_groups(stream.fileno(), on_idle=workers.idle))
+            except KeyboardInterrupt:
+                workers.finish()
+                raise
     except apply_workers.WorkerFailed as failure:
         write_json(sys.stderr, failure.report())
         return EXIT_UNEXPECTED
@@ -216,9 +223,17 @@ def _apply_in_workers(ledger: Ledger, stream: IO[bytes], count: int) -> int:
 def _apply_here(ledger: Ledger, stream: IO[bytes]) -> int:
     """Groups of lines go through a pipeline: a group is decided while the one before is
     saved, and answered once it is. Before waiting for more input, the group in flight
-    lands, so that a slow pipe gets the answers to the lines it sent."""
+    lands, so that a slow pipe gets the answers to the lines it sent. An interrupt is held
+    back but while it waits for input (infrastructure/interrupts.py): a group's answers
+    are written whole."""
     gc.set_threshold(APPLY_GC_THRESHOLD, *gc.get_threshold()[1:])
     sys.setswitchinterval(APPLY_SWITCH_INTERVAL)
+    held = interrupts.Held()
+    with interrupts.taken_as_interrupts(held.handle):
+        return _apply_groups(ledger, stream, held)
+
+
+def _apply_groups(ledger: Ledger, stream: IO[bytes], held: interrupts.Held) -> int:
     rejected = 0
     pipeline: Pipeline[list[batch.Parsed]] = Pipeline(ledger)
 
@@ -229,11 +244,22 @@ def _apply_here(ledger: Ledger, stream: IO[bytes]) -> int:
             rejected += sum(isinstance(outcome, RunLedgerError) for outcome in outcomes)
             write_lines(sys.stdout, map(batch.answer, outcomes))  # a group's in one write
 
+    def idle() -> None:
+        with held.busy():
+            write(pipeline.flush())
+
     try:
-        groups = batch.line_groups(stream.fileno(), on_idle=lambda: write(pipeline.flush()))
-        for number, group in enumerate(groups):
-            parsed = batch.parse(group, first=number == 0)
+        groups = batch.line_groups(stream.fileno(), on_idle=idle)
+        first = True
+        while True:
+            with held.waiting():
+                group = next(groups, None)
+            if group is None:
+                break
+            parsed = batch.parse(group, first=first)
             write(pipeline.push(parsed, batch.accepted(parsed)))
+            first = False
+            held.check()
         write(pipeline.flush())
     except BaseException:
         with suppress(Exception):  # what was saved before the failure is still answered

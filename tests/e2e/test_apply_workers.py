@@ -18,6 +18,7 @@ import pytest
 
 from domain import identifiers
 from domain.commands import MAX_COMMAND_BYTES
+from infrastructure import eventstore
 from infrastructure.application import Ledger
 from infrastructure.apply_workers import (
     MAX_WORKERS,
@@ -241,6 +242,45 @@ def test_an_interrupted_apply_with_workers_answers_what_it_saved_and_exits_130(
     while not all(_is_zombie(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert all(_is_zombie(pid) for pid in workers)
+
+
+@pytest.mark.parametrize(
+    ("signum", "status", "said"),
+    [
+        (signal.SIGINT, 130, b"runledger: interrupted\n"),
+        (signal.SIGTERM, 143, b"runledger: terminated\n"),
+    ],
+    ids=["sigint", "sigterm"],
+)
+@pytest.mark.parametrize("workers", ["1", "2"], ids=["in-process", "two-workers"])
+def test_an_apply_stopped_half_way_answers_exactly_the_lines_it_saved(
+    runledger: Cli, tmp_path: Path, signum: int, status: int, said: bytes, workers: str
+) -> None:
+    runs = [f"run_{n}" for n in range(10_000)]
+    lines = [
+        json_line(c) for r in runs for c in (create(r, at=at(0)), command("start", r, at=at(1)))
+    ]
+    (tmp_path / "in.jsonl").write_bytes(b"".join(line + b"\n" for line in lines))
+    assert runledger.db is not None
+    process = subprocess.Popen(
+        [str(RUNLEDGER), "--db", runledger.db, "apply", "--workers", workers, "in.jsonl"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    assert process.stdout is not None
+
+    first = read_line(process.stdout.fileno(), TIMEOUT_SECONDS)  # it is under way
+    process.send_signal(signum)
+    rest, stderr = process.communicate(timeout=TIMEOUT_SECONDS)
+
+    answers = [json.loads(line) for line in [first, *rest.splitlines()]]
+    assert (process.returncode, stderr) == (status, said)
+    assert 0 < len(answers) < len(lines)
+    assert all(answer["ok"] for answer in answers)
+    with Ledger(runledger.db) as ledger:
+        saved = eventstore.histories(ledger.recorder, runs).values()
+    assert sum(map(len, saved)) == len(answers)
 
 
 def test_an_in_memory_database_is_applied_in_process_whatever_workers_are_asked_for(
