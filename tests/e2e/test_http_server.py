@@ -99,6 +99,18 @@ def test_serve_refuses_to_start_without_tokens_or_with_a_raw_token(
     assert "sha256:" in results[1].stderr
 
 
+@pytest.mark.parametrize("seconds", ["nan", "inf", "1e999", "-1", "0"])
+def test_serve_refuses_a_read_your_writes_timeout_that_is_not_a_finite_positive_number(
+    run_cli: Cli, seconds: str
+) -> None:
+    options = ("--dev", "--port", "0", "--read-your-writes-timeout", seconds)
+
+    result = run_cli("serve", *options, env=environment())
+
+    assert rejected(result) == "invalid"
+    assert "--read-your-writes-timeout" in result.stderr
+
+
 def test_dev_mode_serves_without_tokens_and_says_so(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'dev.db'}"
     with serving(db, tmp_path, "--dev") as dev, dev.client(None) as anyone:
