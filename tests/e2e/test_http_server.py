@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -120,6 +121,23 @@ def test_dev_mode_serves_without_tokens_and_says_so(tmp_path: Path) -> None:
     assert created.status_code == 201
     assert "DEVELOPMENT MODE, NO AUTHENTICATION" in dev.stderr.read_text()
     assert "securitySchemes" not in document["components"]
+
+
+def test_a_client_that_hangs_up_before_its_body_ends_is_abandoned_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    db, tokens = f"sqlite:///{tmp_path / 'hang-up.db'}", str(tokens_file(tmp_path))
+    head = f"POST {RUNS_A} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {TOKEN_A}\r\n"
+
+    with serving(db, tmp_path, "--tokens", tokens) as served:
+        url = httpx.URL(served.url)
+        with socket.create_connection((url.host, url.port), timeout=5) as hang_up:
+            hang_up.sendall(f"{head}Content-Length: 100\r\n\r\n{{}}".encode())
+        with served.client() as a:
+            after = create(a, new_id())
+
+    assert after.status_code == 201
+    assert "Exception in ASGI application" not in served.stderr.read_text()
 
 
 def test_a_run_read_over_http_equals_runledger_show(
