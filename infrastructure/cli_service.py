@@ -16,6 +16,7 @@ import argparse
 import math
 import os
 import sys
+import threading
 from typing import TYPE_CHECKING, Any
 
 from domain.errors import InvalidCommand
@@ -96,12 +97,13 @@ def _serve(ledger: Ledger, args: argparse.Namespace) -> int:
         with_projection=args.with_projection,
         read_your_writes_timeout=args.read_your_writes_timeout,
     )
-    app = create_app(ledger, settings)
+    stopping = threading.Event()
+    app = create_app(ledger, settings, stopping)
     sock = server.listen(args.host, args.port)
     url = server.url_of(sock)
     _announce(ledger, settings, url)
     write_json(sys.stdout, {"listening": url})
-    server.serve(app, sock, access_log=args.access_log)
+    server.serve(app, sock, access_log=args.access_log, stopping=stopping)
     return EXIT_OK
 
 

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -280,3 +281,26 @@ def test_the_projection_can_run_apart_in_its_own_process(database_url: str, tmp_
     assert behind.headers["retry-after"] == "1"
     assert [run["id"] for run in caught_up.json()["runs"]] == ["run_apart"]
     assert (ready["projection"], stopped) == ("apart", 0)
+
+
+def test_sigterm_ends_a_read_waiting_for_the_read_model_with_a_503_and_exits_cleanly(
+    database_url: str, tmp_path: Path
+) -> None:
+    tokens = str(tokens_file(tmp_path))
+    options = ("--tokens", tokens, "--read-your-writes-timeout", "600")  # no projection at all
+
+    with ThreadPoolExecutor(1) as reader:
+        with serving(database_url, tmp_path, *options) as stopped, stopped.client() as a:
+            position = create(a, "run_waited_for").headers["ledger-position"]
+            waiting = reader.submit(read_runs, stopped, {"minPosition": position})
+            time.sleep(1)  # the read has reached the server, and waits, when SIGTERM comes
+        answer = waiting.result(STOP_SECONDS)
+
+    assert code(answer) == (503, "read_model_behind")
+    assert answer.headers["retry-after"] == "1"
+    assert "Exception in ASGI application" not in stopped.stderr.read_text()
+
+
+def read_runs(server: Server, params: dict[str, str]) -> httpx.Response:
+    with server.client() as client:
+        return client.get(RUNS_A, params=params)
