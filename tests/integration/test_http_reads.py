@@ -167,6 +167,28 @@ def test_a_min_position_past_the_latest_event_is_invalid(api: Api) -> None:
     assert problem(response, 400) == "invalid"
 
 
+@pytest.mark.parametrize(
+    ("path", "params", "advice"),
+    [
+        ("/runs", {"cursor": "bm90IGEgY3Vyc29y"}, "start again without a cursor"),
+        (
+            "/stats",
+            {"from": "2020-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
+            "or set bucket to day",
+        ),
+    ],
+    ids=["cursor", "bucket"],
+)
+def test_a_rejected_read_advises_the_query_parameter_not_a_command_line_option(
+    api: Api, path: str, params: dict[str, str], advice: str
+) -> None:
+    response = api.a.get(f"/v1/workspaces/{WORKSPACE_A}{path}", params=params)
+
+    assert problem(response, 400) == "invalid"
+    assert advice in response.json()["detail"]
+    assert "--" not in response.json()["detail"]
+
+
 def test_stats_count_the_workspaces_runs_in_the_window(api: Api) -> None:
     subject = new_id("wf")
     run_id = created(api, subjectId=subject).json()["id"]
