@@ -13,8 +13,10 @@ listens: `{"listening":"http://127.0.0.1:8080"}`.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
+import threading
 from typing import TYPE_CHECKING, Any
 
 from domain.errors import InvalidCommand
@@ -82,19 +84,26 @@ def _serve(ledger: Ledger, args: argparse.Namespace) -> int:
             f"serve needs tokens: --tokens FILE or {TOKENS_VARIABLE} (entries 'sha256:<hex> "
             "WORKSPACE_ID'); or --dev, on a developer's machine, for no authentication at all"
         )
-    if not 0 <= args.port <= 65535 or args.read_your_writes_timeout <= 0:
-        raise InvalidCommand("--port must be 0 to 65535 and the timeout more than 0")
+    # isfinite too: NaN compares false to everything, so `<= 0` lets it (and inf) through to
+    # a read with minPosition that would then never answer.
+    timeout = args.read_your_writes_timeout
+    if not 0 <= args.port <= 65535 or not math.isfinite(timeout) or timeout <= 0:
+        raise InvalidCommand(
+            "--port must be 0 to 65535 and --read-your-writes-timeout a finite number of "
+            "seconds more than 0"
+        )
     settings = Settings(
         tokens,
         with_projection=args.with_projection,
         read_your_writes_timeout=args.read_your_writes_timeout,
     )
-    app = create_app(ledger, settings)
+    stopping = threading.Event()
+    app = create_app(ledger, settings, stopping)
     sock = server.listen(args.host, args.port)
     url = server.url_of(sock)
     _announce(ledger, settings, url)
     write_json(sys.stdout, {"listening": url})
-    server.serve(app, sock, access_log=args.access_log)
+    server.serve(app, sock, access_log=args.access_log, stopping=stopping)
     return EXIT_OK
 
 

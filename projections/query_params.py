@@ -1,7 +1,9 @@
 """The dashboard queries' parameters: filters checked as they are built (a bad one is
 `invalid`, with a message a person can act on), and the cursor of `runs`.
 
-Each has a `parse` that takes text, as the command line and the HTTP service receive it.
+Each has a `parse` that takes text, as the command line and the HTTP service receive it. Both
+show these messages, so they name a parameter by its field (`bucket`, `parentRunId`), which
+each surface spells its own way (`--bucket`, `?bucket=`), never by a command-line option.
 """
 
 from __future__ import annotations
@@ -70,8 +72,8 @@ class Position:
             return cls(timestamps.parse(moment), identifiers.check(run_id, field="id"))
         except (ValueError, InvalidCommand):  # binascii.Error and UnicodeError are ValueErrors
             raise InvalidCommand(
-                f"cursor {cursor[:60]!r} is not one that `runs` printed; "
-                "start again without --cursor"
+                f"cursor {cursor[:60]!r} is not a nextCursor that a page of runs gave; "
+                "start again without a cursor"
             ) from None
 
 
@@ -139,9 +141,10 @@ class StatsQuery:
         if self.start >= self.end:
             raise InvalidCommand("from must be earlier than to")
         if (self.end - self.bucket.floor(self.start)) / self.bucket.step > MAX_BUCKETS:
+            coarser = ", or set bucket to day" if self.bucket is Bucket.HOUR else ""
             raise InvalidCommand(
                 f"[from, to) spans more than {MAX_BUCKETS:,} {self.bucket.value}s: "
-                "narrow it, or use --bucket day"
+                f"narrow it (bring from and to closer){coarser}"
             )
 
     @classmethod
@@ -224,8 +227,8 @@ class StuckQuery:
 class TooManyNodes(TooLarge):
     def __init__(self, query: TreeQuery, what: str) -> None:
         super().__init__(
-            f"run {query.run_id!r} has {what} in its tree; list its children page by page "
-            "with `runs --parent-run-id`"
+            f"run {query.run_id!r} has {what} in its tree; list its children page by page: "
+            f"the runs whose parentRunId is {query.run_id!r}"
         )
 
 

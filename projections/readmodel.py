@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from threading import Event
 from typing import Any
 
 from eventsourcing.persistence import Tracking, TrackingRecorder
@@ -234,10 +235,11 @@ class RunsView(TrackingRecorder, ABC):
     def generation(self) -> int:
         return self.max_tracking_id(self.generation_name) or 0
 
-    def wait_for(self, position: int, timeout: float) -> None:
-        """Read-your-writes: blocks until the read model has applied `position`."""
+    def wait_for(self, position: int, timeout: float, interrupt: Event | None = None) -> None:
+        """Read-your-writes: blocks until the read model has applied `position`; raises
+        TimeoutError after `timeout` seconds, WaitInterruptedError once `interrupt` is set."""
         if position > self.position():
-            self.wait(self.application_name, position, timeout=timeout)
+            self.wait(self.application_name, position, timeout=timeout, interrupt=interrupt)
 
     @abstractmethod
     def wait_for_news(self, timeout: float) -> None:

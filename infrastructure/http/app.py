@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
@@ -14,10 +15,13 @@ from infrastructure.http import health, openapi, problems, reads, writes
 from infrastructure.http.service import Service, Settings
 
 
-def create_app(ledger: Ledger, settings: Settings) -> FastAPI:
+def create_app(
+    ledger: Ledger, settings: Settings, stopping: threading.Event | None = None
+) -> FastAPI:
     """The service: its routes, its error handlers, its document; with the projection in a
-    thread while it runs if `settings.with_projection`. The caller closes the ledger."""
-    service = Service(ledger, settings)
+    thread while it runs if `settings.with_projection`. The caller closes the ledger, and
+    sets `stopping` when the server begins to shut down (server.serve does)."""
+    service = Service(ledger, settings, stopping)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import Request
+from starlette.requests import ClientDisconnect
 
 from domain import payload
 from domain.commands import MAX_COMMAND_BYTES
@@ -19,16 +20,23 @@ MAX_BATCH = 1000
 
 
 async def read(request: Request, limit: int) -> bytes:
-    """The body, or `too_large` as soon as it passes `limit` bytes (never held whole)."""
+    """The body, or `too_large` as soon as it passes `limit` bytes (never held whole).
+
+    A client that hangs up before the whole body arrived is `invalid` like any rejection:
+    the answer goes nowhere (the server writes nothing on a closed connection), and the
+    server logs nothing, where starlette's ClientDisconnect was logged with a traceback."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(int(declared), limit)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(size, limit)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(size, limit)
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise InvalidCommand("the client hung up before the end of the body") from None
     return b"".join(chunks)
 
 

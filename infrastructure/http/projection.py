@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 
-from eventsourcing.persistence import PersistenceError
+from eventsourcing.persistence import PersistenceError, WaitInterruptedError
 
 from infrastructure import readmodel
 from infrastructure.application import Ledger
@@ -51,15 +51,20 @@ class ProjectionBeside:
         if self._thread.is_alive():
             self._thread.join(STOP_SECONDS)
 
-    def wait_for(self, position: int, timeout: float) -> None:
+    def wait_for(
+        self, position: int, timeout: float, interrupt: threading.Event | None = None
+    ) -> None:
         """Read-your-writes: returns once the read model has applied `position`; raises
-        TimeoutError after `timeout` seconds."""
+        TimeoutError after `timeout` seconds, WaitInterruptedError once `interrupt` is set
+        (as the view's own wait_for does)."""
         deadline = time.monotonic() + timeout
         while True:
             with self._applied:
                 seen = self._batches
             if self._view.position() >= position:
                 return
+            if interrupt is not None and interrupt.is_set():
+                raise WaitInterruptedError(position)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(position)

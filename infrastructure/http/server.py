@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import threading
 from typing import Any
 
 import uvicorn
@@ -33,10 +34,13 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def serve(app: FastAPI, sock: socket.socket, *, access_log: bool) -> None:
-    """Serves until SIGINT or SIGTERM, then finishes the requests in flight (bounded) and
-    returns, so that the caller closes the ledger and the process exits 0. (uvicorn raises
-    the signal again once it has shut down, to the handler it found: this one ignores it.)"""
+def serve(
+    app: FastAPI, sock: socket.socket, *, access_log: bool, stopping: threading.Event
+) -> None:
+    """Serves until SIGINT or SIGTERM, then sets `stopping`, finishes the requests in flight
+    (bounded) and returns, so that the caller closes the ledger and the process exits 0.
+    (uvicorn raises the signal again once it has shut down, to the handler it found: this
+    one ignores it.)"""
     config = uvicorn.Config(
         app,
         access_log=access_log,
@@ -49,10 +53,24 @@ def serve(app: FastAPI, sock: socket.socket, *, access_log: bool) -> None:
     previous = {stop: signal.signal(stop, _stopped) for stop in stops}
     try:
         with sock:
-            uvicorn.Server(config).run(sockets=[sock])
+            _Server(config, stopping).run(sockets=[sock])
     finally:
         for stop, handler in previous.items():
             signal.signal(stop, handler)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, which sets `stopping` as its shutdown begins: before it waits for
+    the requests in flight, so that those that wait (a read with minPosition) stop waiting
+    and answer, rather than outlast the graceful timeout and be cancelled."""
+
+    def __init__(self, config: uvicorn.Config, stopping: threading.Event) -> None:
+        super().__init__(config)
+        self._stopping = stopping
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._stopping.set()
+        await super().shutdown(sockets)
 
 
 def _stopped(signum: int, frame: Any) -> None:

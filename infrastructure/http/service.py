@@ -7,6 +7,7 @@ import threading
 from dataclasses import dataclass
 from typing import Annotated, cast
 
+from eventsourcing.persistence import WaitInterruptedError
 from fastapi import Depends, Path, Request
 
 from domain import identifiers
@@ -34,8 +35,14 @@ class Settings:
 
 
 class Service:
-    def __init__(self, ledger: Ledger, settings: Settings) -> None:
+    def __init__(
+        self, ledger: Ledger, settings: Settings, stopping: threading.Event | None = None
+    ) -> None:
         self.ledger, self.settings = ledger, settings
+        self.stopping = threading.Event() if stopping is None else stopping
+        """Set once the server begins to shut down (server.serve): a read waiting for the
+        read model stops waiting, so that the drain ends before uvicorn's graceful timeout
+        cancels it with a traceback."""
         self._lock = threading.Lock()
         self._view: RunsView | None = None
         self._queries: RunQueries | None = None
@@ -76,13 +83,20 @@ class Service:
         timeout = self.settings.read_your_writes_timeout
         wait = view.wait_for if self.projection is None else self.projection.wait_for
         try:
-            wait(min_position, timeout)
+            wait(min_position, timeout, self.stopping)
         except TimeoutError:
             raise ServiceProblem(
                 "read_model_behind",
                 f"the read model is at position {view.position()} and did not reach "
                 f"{min_position} within {timeout:g} s; is the projection running "
                 "(`runledger serve --with-projection` or `runledger project --follow`)?",
+                {"Retry-After": "1"},
+            ) from None
+        except WaitInterruptedError:
+            raise ServiceProblem(
+                "read_model_behind",
+                f"the service is stopping; the read model is at position {view.position()}, "
+                f"not yet {min_position}: ask again",
                 {"Retry-After": "1"},
             ) from None
 

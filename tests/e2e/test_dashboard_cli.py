@@ -3,6 +3,7 @@ standard output from the projected read model; bad filters exit 2 with `{"error"
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -87,6 +88,17 @@ def test_tree_nests_a_runs_descendants_and_stuck_lists_the_idle_open_ones(
     assert (root["run"]["status"], root["run"]["durationMs"]) == ("completed", 2000)
     assert [child["run"]["id"] for child in root["children"]] == ["run_idle", "run_fresh"]
     assert [run["id"] for run in stuck.json()["runs"]] == ["run_idle"]
+
+
+def test_stats_by_day_over_too_many_days_advises_narrowing_the_window(run_cli: Cli) -> None:
+    window = ("--from", "1990-01-01T00:00:00Z", "--to", "2026-01-01T00:00:00Z")
+
+    result = run_cli("stats", "--workspace-id", "ws_1", "--bucket", "day", *window)
+
+    assert rejected(result) == "invalid"
+    message = json.loads(result.stderr)["error"]["message"]
+    assert "more than 10,000 days: narrow it (bring from and to closer)" in message
+    assert "bucket" not in message
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -99,6 +101,18 @@ def test_serve_refuses_to_start_without_tokens_or_with_a_raw_token(
     assert "sha256:" in results[1].stderr
 
 
+@pytest.mark.parametrize("seconds", ["nan", "inf", "1e999", "-1", "0"])
+def test_serve_refuses_a_read_your_writes_timeout_that_is_not_a_finite_positive_number(
+    run_cli: Cli, seconds: str
+) -> None:
+    options = ("--dev", "--port", "0", "--read-your-writes-timeout", seconds)
+
+    result = run_cli("serve", *options, env=environment())
+
+    assert rejected(result) == "invalid"
+    assert "--read-your-writes-timeout" in result.stderr
+
+
 def test_dev_mode_serves_without_tokens_and_says_so(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'dev.db'}"
     with serving(db, tmp_path, "--dev") as dev, dev.client(None) as anyone:
@@ -108,6 +122,23 @@ def test_dev_mode_serves_without_tokens_and_says_so(tmp_path: Path) -> None:
     assert created.status_code == 201
     assert "DEVELOPMENT MODE, NO AUTHENTICATION" in dev.stderr.read_text()
     assert "securitySchemes" not in document["components"]
+
+
+def test_a_client_that_hangs_up_before_its_body_ends_is_abandoned_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    db, tokens = f"sqlite:///{tmp_path / 'hang-up.db'}", str(tokens_file(tmp_path))
+    head = f"POST {RUNS_A} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {TOKEN_A}\r\n"
+
+    with serving(db, tmp_path, "--tokens", tokens) as served:
+        url = httpx.URL(served.url)
+        with socket.create_connection((url.host, url.port), timeout=5) as hang_up:
+            hang_up.sendall(f"{head}Content-Length: 100\r\n\r\n{{}}".encode())
+        with served.client() as a:
+            after = create(a, new_id())
+
+    assert after.status_code == 201
+    assert "Exception in ASGI application" not in served.stderr.read_text()
 
 
 def test_a_run_read_over_http_equals_runledger_show(
@@ -250,3 +281,26 @@ def test_the_projection_can_run_apart_in_its_own_process(database_url: str, tmp_
     assert behind.headers["retry-after"] == "1"
     assert [run["id"] for run in caught_up.json()["runs"]] == ["run_apart"]
     assert (ready["projection"], stopped) == ("apart", 0)
+
+
+def test_sigterm_ends_a_read_waiting_for_the_read_model_with_a_503_and_exits_cleanly(
+    database_url: str, tmp_path: Path
+) -> None:
+    tokens = str(tokens_file(tmp_path))
+    options = ("--tokens", tokens, "--read-your-writes-timeout", "600")  # no projection at all
+
+    with ThreadPoolExecutor(1) as reader:
+        with serving(database_url, tmp_path, *options) as stopped, stopped.client() as a:
+            position = create(a, "run_waited_for").headers["ledger-position"]
+            waiting = reader.submit(read_runs, stopped, {"minPosition": position})
+            time.sleep(1)  # the read has reached the server, and waits, when SIGTERM comes
+        answer = waiting.result(STOP_SECONDS)
+
+    assert code(answer) == (503, "read_model_behind")
+    assert answer.headers["retry-after"] == "1"
+    assert "Exception in ASGI application" not in stopped.stderr.read_text()
+
+
+def read_runs(server: Server, params: dict[str, str]) -> httpx.Response:
+    with server.client() as client:
+        return client.get(RUNS_A, params=params)

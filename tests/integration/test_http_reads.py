@@ -4,17 +4,22 @@ its history, the list, stats and tree with read-your-writes, and the operator's 
 from __future__ import annotations
 
 import json
+import threading
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+from eventsourcing.persistence import WaitInterruptedError
 
 from domain import payload, timestamps
+from infrastructure import readmodel
+from infrastructure.application import Ledger
+from infrastructure.http.projection import ProjectionBeside
 from infrastructure.http.service import Settings
 from projections import history
 from projections.fold import to_view
-from tests.builders import at
+from tests.builders import at, create
 from tests.integration.http_fixtures import (
     TOKENS,
     WORKSPACE_A,
@@ -162,6 +167,28 @@ def test_a_min_position_past_the_latest_event_is_invalid(api: Api) -> None:
     assert problem(response, 400) == "invalid"
 
 
+@pytest.mark.parametrize(
+    ("path", "params", "advice"),
+    [
+        ("/runs", {"cursor": "bm90IGEgY3Vyc29y"}, "start again without a cursor"),
+        (
+            "/stats",
+            {"from": "2020-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
+            "or set bucket to day",
+        ),
+    ],
+    ids=["cursor", "bucket"],
+)
+def test_a_rejected_read_advises_the_query_parameter_not_a_command_line_option(
+    api: Api, path: str, params: dict[str, str], advice: str
+) -> None:
+    response = api.a.get(f"/v1/workspaces/{WORKSPACE_A}{path}", params=params)
+
+    assert problem(response, 400) == "invalid"
+    assert advice in response.json()["detail"]
+    assert "--" not in response.json()["detail"]
+
+
 def test_stats_count_the_workspaces_runs_in_the_window(api: Api) -> None:
     subject = new_id("wf")
     run_id = created(api, subjectId=subject).json()["id"]
@@ -201,6 +228,17 @@ def test_a_read_the_read_model_cannot_serve_in_time_is_503(fresh_database: str) 
 
     assert problem(response, 503) == "read_model_behind"
     assert response.headers["retry-after"] == "1"
+
+
+def test_a_wait_on_the_projection_beside_ends_once_the_service_stops(fresh_database: str) -> None:
+    stopping = threading.Event()
+    with Ledger(fresh_database) as ledger:
+        ledger.submit(create(new_id()))
+        beside = ProjectionBeside(ledger, readmodel.open_view(ledger))  # not started: behind
+
+        stopping.set()
+        with pytest.raises(WaitInterruptedError):
+            beside.wait_for(1, timeout=10, interrupt=stopping)
 
 
 def test_readyz_reports_the_lag_and_healthz_answers_without_a_token(api: Api) -> None:
