@@ -73,6 +73,8 @@ def _readable(fd: int) -> bool:
 def open_input(name: str) -> IO[bytes]:
     """The file a command reads: a path, or `-` for standard input."""
     if name == "-":
+        if sys.stdin is None:  # closed (`<&-`)
+            raise InvalidCommand("standard input is closed; give a FILE, or open it")
         return sys.stdin.buffer
     try:
         return open(name, "rb")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import closing, suppress
@@ -15,7 +17,7 @@ from typing import IO, Any, NoReturn, Protocol
 
 from eventsourcing.persistence import PersistenceError
 
-from domain import payload, timestamps
+from domain import identifiers, payload, timestamps
 from domain.errors import InvalidCommand, RunLedgerError
 from domain.status import Command
 from infrastructure import (
@@ -34,6 +36,8 @@ from infrastructure.settings import database_url, parse_database_url
 from projections.fold import fold, to_extended, to_view, until, view_text
 
 EXIT_OK, EXIT_UNEXPECTED, EXIT_REJECTED = 0, 1, 2
+EXIT_BROKEN_PIPE = 141
+"""As a shell reports a process ended by SIGPIPE."""
 
 Handler = Callable[[Ledger, argparse.Namespace], int]
 """What a command runs: given the ledger and the parsed arguments, returns the exit status."""
@@ -126,11 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    url = database_url(args.db)
+    url = ""
     try:
+        if sys.stdout is None:  # closed (`>&-`): the answer could not be given
+            raise InvalidCommand("standard output is closed; runledger writes its answers there")
+        url = database_url(args.db)
         with closing(Ledger(url)) as ledger:
             return int(args.handler(ledger, args))
-    except PersistenceError as error:
+    except (PersistenceError, sqlite3.DatabaseError) as error:  # the library lets some through
         message = f"the database {parse_database_url(url).display} failed: {error}"
         write_json(sys.stderr, {"error": {"code": "unavailable", "message": message}})
         return EXIT_UNEXPECTED
@@ -143,6 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 143
         print("runledger: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`runledger history X | head -1`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as error:  # the last resort: a message, never a traceback
         message = f"{type(error).__name__}: {error}".strip()
         write_json(sys.stderr, {"error": {"code": "unexpected", "message": message}})
@@ -271,7 +281,7 @@ def _apply_groups(ledger: Ledger, stream: IO[bytes], held: interrupts.Held) -> i
 
 
 def _show(ledger: Ledger, args: argparse.Namespace) -> int:
-    events = ledger.history(args.run_id)
+    events = ledger.history(identifiers.check(args.run_id, field="RUN_ID"))
     if args.as_of is not None:
         moment = timestamps.parse(args.as_of, field="--as-of")
         events = until(args.run_id, events, moment)

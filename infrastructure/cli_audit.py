@@ -76,7 +76,8 @@ _COMMON |= {"recordedAt", "firstRecordedAt", "actor", "reason", "idempotencyKey"
 
 
 def _history(ledger: Ledger, args: argparse.Namespace) -> int:
-    entries = list(history.entries(ledger.history(args.run_id)))
+    run_id = identifiers.check(args.run_id, field="RUN_ID")
+    entries = list(history.entries(ledger.history(run_id)))
     if args.format == "table":
         write_text(sys.stdout, "\n".join(_table(entries)))
         return 0

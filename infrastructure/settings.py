@@ -28,10 +28,14 @@ class Database:
 
 def database_url(given: str | None) -> str:
     """`--db`, else RUNLEDGER_DATABASE_URL, else a SQLite file in the working directory."""
+    if given is not None and not given.strip():
+        raise InvalidCommand("--db is empty: give a database URL, or leave --db out")
     return given or os.environ.get(DATABASE_URL_VARIABLE) or DEFAULT_DATABASE_URL
 
 
 def parse_database_url(url: str) -> Database:
+    if "\x00" in unquote(url):
+        raise InvalidCommand("the database URL holds a NUL character (%00), which no name can")
     scheme = url.split(":", 1)[0].lower()
     if scheme == "sqlite":
         return Database(url, "sqlite", _sqlite_env(url))
@@ -87,7 +91,9 @@ def _postgres_env(url: str) -> dict[str, str]:
     try:
         port = parts.port or 5432
     except ValueError:
-        raise InvalidCommand(f"the port in {_redacted(url)!r} is not a number") from None
+        raise InvalidCommand(
+            f"the port in {_redacted(url)!r} is not a port number (0 to 65535)"
+        ) from None
     return _COMMON | {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
         "POSTGRES_DBNAME": dbname,

@@ -41,8 +41,8 @@ MinPosition = Annotated[
     Query(
         alias="minPosition",
         ge=0,
-        description="Wait (up to 5 s, then 503 read_model_behind) until the read model has "
-        "applied this position: the Ledger-Position header of a write.",
+        description="Wait (up to 5 s by default, then 503 read_model_behind) until the read "
+        "model has applied this position: the Ledger-Position header of a write.",
     ),
 ]
 

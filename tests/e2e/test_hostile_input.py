@@ -8,13 +8,19 @@ batch).
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import signal
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
 from domain import payload
 from tests.builders import at, command, create, from_now, nested_json
-from tests.e2e.conftest import Cli, json_line, json_lines, rejected
+from tests.e2e.conftest import RUNLEDGER, TIMEOUT_SECONDS, Cli, json_line, json_lines, rejected
 
 TWO_MIB = 2 << 20
 DEEPEST = 100
@@ -255,6 +261,11 @@ def test_a_hostile_transition_argument_is_invalid_and_appends_nothing(
     assert len(runledger.history("run_1")) == 1
 
 
+@pytest.mark.parametrize("verb", ["show", "history", "tree"])
+def test_reading_a_run_id_that_is_not_utf_8_is_invalid(runledger: Cli, verb: str) -> None:
+    assert rejected(runledger(verb, b"run_\xff")) == "invalid"
+
+
 def test_show_as_of_a_moment_outside_the_calendar_in_utc_is_invalid(runledger: Cli) -> None:
     runledger.apply(create(at=at(0)))
 
@@ -281,7 +292,10 @@ def test_an_unknown_command_name_is_invalid(runledger: Cli) -> None:
         "postgresql:///ledger",
         "postgresql://localhost/",
         "postgresql://localhost:port/ledger",
+        "postgresql://localhost:99999/ledger",
         "not a url",
+        "",
+        "sqlite:///%00x.db",
     ],
 )
 def test_a_malformed_database_url_is_invalid(run_cli: Cli, url: str) -> None:
@@ -311,3 +325,92 @@ def test_an_unreachable_postgresql_server_exits_1_with_a_message_and_no_tracebac
     assert result.stderr.strip()
     assert "Traceback" not in result.stderr
     assert "s3cret" not in result.stderr
+
+
+def test_a_file_that_is_not_a_database_is_unavailable_with_a_message(
+    run_cli: Cli, tmp_path: Path
+) -> None:
+    (tmp_path / "notes.txt").write_bytes(b"these are my notes, not a database\n" * 200)
+
+    result = run_cli("--db", f"sqlite:///{tmp_path / 'notes.txt'}", "show", "run_1")
+
+    assert (result.returncode, result.stdout) == (1, "")
+    assert "Traceback" not in result.stderr
+    error = json.loads(result.stderr)["error"]
+    assert error["code"] == "unavailable"
+    assert "not a database" in error["message"]
+
+
+# Signals and standard streams --------------------------------------------------------------------
+
+
+def test_an_interrupt_while_the_command_starts_ends_it_without_a_traceback(
+    runledger: Cli,
+) -> None:
+    assert runledger.db is not None
+    process = subprocess.Popen(
+        [str(RUNLEDGER), "--db", runledger.db, "show", "run_1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=runledger.cwd,
+    )
+    time.sleep(0.1)  # Python is up (about 25 ms here) and loading the ledger (about 250)
+
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=TIMEOUT_SECONDS)
+
+    assert (process.returncode, stdout, stderr) == (130, b"", b"runledger: interrupted\n")
+
+
+@pytest.mark.parametrize(
+    ("argv", "closed", "named"),
+    [
+        pytest.param(["show", "run_1"], 1, "standard output", id="show-stdout"),
+        pytest.param(["apply", "-"], 0, "standard input", id="apply-stdin"),
+        pytest.param(["apply", "-"], 1, "standard output", id="apply-stdout"),
+    ],
+)
+def test_a_closed_standard_stream_is_invalid_and_nothing_is_appended(
+    runledger: Cli, argv: list[str], closed: int, named: str
+) -> None:
+    runledger.apply(create(at=at(0)))
+    assert runledger.db is not None
+    line = json_line(command("start", at=at(60))) + b"\n"
+
+    result = subprocess.run(
+        [str(RUNLEDGER), "--db", runledger.db, *argv],
+        input=line if closed != 0 else None,
+        stdout=subprocess.PIPE if closed != 1 else None,
+        stderr=subprocess.PIPE,
+        cwd=runledger.cwd,
+        timeout=TIMEOUT_SECONDS,
+        check=False,
+        preexec_fn=lambda: os.close(closed),
+    )
+
+    assert result.returncode == 2
+    error = json.loads(result.stderr)["error"]
+    assert error["code"] == "invalid"
+    assert named in error["message"]
+    assert len(runledger.history("run_1")) == 1
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly_as_sigpipe_would(
+    runledger: Cli,
+) -> None:
+    runledger.apply(create(at=at(0)))
+    assert runledger.db is not None
+    read, write = os.pipe()
+    os.close(read)  # nobody will read: the first write breaks the pipe
+
+    with os.fdopen(write, "wb") as stdout:
+        result = subprocess.run(
+            [str(RUNLEDGER), "--db", runledger.db, "history", "run_1"],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            cwd=runledger.cwd,
+            timeout=TIMEOUT_SECONDS,
+            check=False,
+        )
+
+    assert (result.returncode, result.stderr) == (141, b"")
