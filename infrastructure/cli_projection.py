@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,11 +20,21 @@ from projections.verify import verify
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
+MAX_BATCH_SIZE = 10_000
+"""Events a transaction at most: a batch is held in memory whole and written under one lock."""
+MAX_POSITION = 2**63 - 1
+"""The largest position a log can hold (a signed 64-bit integer on both backends)."""
+MAX_TIMEOUT = 86_400
+"""A day: longer than any wait worth a command (`inf`, `1e999` and `nan` would never end)."""
+_BATCH_HELP = f"events a transaction, 1 to {MAX_BATCH_SIZE:,}; 500 by default"
+
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
     project = commands.add_parser("project", help="catch the workflow_runs read model up")
     project.add_argument("--follow", action="store_true", help="keep following until Ctrl-C")
-    project.add_argument("--batch-size", type=int, default=500, metavar="N")
+    project.add_argument(
+        "--batch-size", type=_batch_size, default=500, metavar="N", help=_BATCH_HELP
+    )
     project.add_argument(
         "--dead-letters",
         action="store_true",
@@ -32,7 +43,9 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     project.set_defaults(handler=_project)
 
     rebuild = commands.add_parser("rebuild", help="rebuild the read model from the first event")
-    rebuild.add_argument("--batch-size", type=int, default=500, metavar="N")
+    rebuild.add_argument(
+        "--batch-size", type=_batch_size, default=500, metavar="N", help=_BATCH_HELP
+    )
     rebuild.add_argument(
         "--dead-letters", action="store_true", help="set aside events that cannot be applied"
     )
@@ -47,9 +60,52 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     wait = commands.add_parser(
         "wait-projection", help="wait until the read model has applied a position"
     )
-    wait.add_argument("--position", type=int, help="default: the latest event now recorded")
-    wait.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
+    wait.add_argument("--position", type=_position, help="default: the latest event now recorded")
+    wait.add_argument(
+        "--timeout",
+        type=_timeout,
+        default=10.0,
+        metavar="SECONDS",
+        help=f"0 to {MAX_TIMEOUT:,}; 10 by default",
+    )
     wait.set_defaults(handler=_wait)
+
+
+def _whole_number(flag: str, low: int, high: int) -> Callable[[str], int]:
+    """The parser of an option that takes a whole number from `low` to `high`: anything else
+    is refused (`invalid`, exit 2) before the ledger is opened, by a message that names the
+    range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"{flag} must be a whole number from {low:,} to {high:,}, not {text!r}"
+            )
+        return value
+
+    return parse
+
+
+_batch_size = _whole_number("--batch-size", 1, MAX_BATCH_SIZE)
+_position = _whole_number("--position", 0, MAX_POSITION)
+
+
+def _timeout(text: str) -> float:
+    """Seconds, finite and not negative: a wait of `nan` or `inf` seconds never ends, and a
+    negative one would end at once as a timeout rather than be refused."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds <= MAX_TIMEOUT:  # NaN fails every comparison
+        raise argparse.ArgumentTypeError(
+            f"--timeout must be a number of seconds from 0 to {MAX_TIMEOUT:,}, not {text!r}"
+        )
+    return seconds
 
 
 def _project(ledger: Ledger, args: argparse.Namespace) -> int:

@@ -18,6 +18,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from domain import payload
 from infrastructure import readmodel
 from infrastructure.application import Ledger
@@ -38,7 +40,7 @@ from tests.builders import (
     workday,
 )
 from tests.conftest import reset_postgres
-from tests.e2e.conftest import RUNLEDGER, Cli, Result
+from tests.e2e.conftest import RUNLEDGER, Cli, Result, rejected
 
 PROCESS_TIMEOUT = 60.0
 LAG_KEYS = ["position", "head", "behindEvents", "behindSeconds", "deadLetters"]
@@ -175,6 +177,51 @@ def test_wait_projection_on_an_empty_ledger_has_nothing_to_wait_for(runledger: C
 
     assert result.returncode == 0, result
     assert single_json(result)["position"] == 0
+
+
+@pytest.mark.parametrize(
+    ("verb", "option", "given"),
+    [
+        ("wait-projection", "--timeout", "nan"),
+        ("wait-projection", "--timeout", "inf"),
+        ("wait-projection", "--timeout", "1e999"),
+        ("wait-projection", "--timeout", "-1"),
+        ("wait-projection", "--timeout", "86401"),
+        ("wait-projection", "--timeout", "soon"),
+        ("wait-projection", "--position", "-5"),
+        ("wait-projection", "--position", "1.5"),
+        ("wait-projection", "--position", str(2**63)),
+        ("project", "--batch-size", "0"),
+        ("project", "--batch-size", "-1"),
+        ("project", "--batch-size", "10001"),
+        ("rebuild", "--batch-size", "0"),
+    ],
+)
+def test_a_number_out_of_its_options_range_is_refused_as_invalid_before_the_ledger_is_opened(
+    run_cli: Cli, tmp_path: Path, verb: str, option: str, given: str
+) -> None:
+    result = run_cli(verb, option, given)
+
+    assert rejected(result) == "invalid"
+    message = json.loads(result.stderr)["error"]["message"]
+    assert f"{option} must be" in message
+    assert f"not {given!r}" in message
+    assert not (tmp_path / "runledger.db").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["project", "--batch-size", "1"],
+        ["rebuild", "--batch-size", "10000"],
+        ["wait-projection", "--position", "0", "--timeout", "0"],
+        ["wait-projection", "--timeout", "86400"],
+    ],
+)
+def test_the_ends_of_each_options_range_are_accepted(run_cli: Cli, argv: list[str]) -> None:
+    result = run_cli(*argv)
+
+    assert (result.returncode, result.stderr) == (0, ""), result
 
 
 # Poison events ------------------------------------------------------------------------------
