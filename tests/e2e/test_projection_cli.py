@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import random
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -222,6 +223,44 @@ def test_the_ends_of_each_options_range_are_accepted(run_cli: Cli, argv: list[st
     result = run_cli(*argv)
 
     assert (result.returncode, result.stderr) == (0, ""), result
+
+
+# The read model's first opening (SQLite) -----------------------------------------------------
+
+LOCK_HELD = 2.0
+"""Seconds a writer keeps SQLite's write lock while the commands start and reach it."""
+CREATE_OPTIONS = ["--workspace-id", "ws_1", "--subject-id", "wf_checkout", "--user-id", "user_1"]
+
+
+def test_project_and_lag_making_the_read_models_tables_wait_for_a_writer_and_never_fail_at_once(
+    tmp_path: Path,
+) -> None:
+    """Beside `create` processes on a fresh file, `project` and `lag` often failed at once with
+    `database is locked`: the tables were made in a transaction that read, then wrote, and
+    SQLite cannot wait to turn a read into a write. Racing by chance, they met a writer now and
+    then; here a writer's transaction holds the lock while they start, so every one meets it
+    (and the two make the tables at the same time)."""
+    path = tmp_path / "ledger.db"
+    url = f"sqlite:///{path}"
+    seeded(url, [create("run_1", at=at(0))])  # the log's tables, but no read model yet
+    commands = {"project": ["project"], "lag": ["lag"]}
+    commands |= {f"create-{i}": ["create", *CREATE_OPTIONS] for i in range(2)}
+
+    with closing(sqlite3.connect(path, isolation_level=None)) as writer, ExitStack() as running:
+        writer.execute("BEGIN IMMEDIATE")
+        processes = {
+            name: running.enter_context(started(tmp_path, url, *argv, name=name))
+            for name, argv in commands.items()
+        }
+        time.sleep(LOCK_HELD)
+        writer.execute("COMMIT")
+        exits = {name: process.wait(timeout=PROCESS_TIMEOUT) for name, process in processes.items()}
+
+    outputs = {name: output_of(tmp_path, name) for name in commands}
+    assert exits == dict.fromkeys(commands, 0), outputs
+    assert all(err == "" for _, err in outputs.values()), outputs
+    assert json.loads(outputs["project"][0])["position"] >= 1
+    assert json.loads(outputs["lag"][0])["deadLetters"] == 0
 
 
 # Poison events ------------------------------------------------------------------------------
