@@ -1,4 +1,9 @@
-"""Commands of the read model: project, rebuild, verify, lag, wait-projection."""
+"""Commands of the read model: project, rebuild, verify, lag, wait-projection.
+
+`project`, `rebuild` and `verify` show progress on standard error as `export` and `import` do
+(infrastructure/cli_audit.py): when it is a terminal, unless `--no-progress`; in a log or a
+pipe only when `--progress` asks for it, so that standard error stays JSON there.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from typing import Any
 from infrastructure import readmodel
 from infrastructure.application import Ledger
 from infrastructure.output import write_json
-from infrastructure.progress import Progress
+from infrastructure.progress import QUIET_BELOW, Progress
 from projections.projector import ProjectionError
 from projections.verify import verify
 
@@ -40,6 +45,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         action="store_true",
         help="set aside an event that cannot be applied (recorded, shown by lag) and go on",
     )
+    _progress_option(project)
     project.set_defaults(handler=_project)
 
     rebuild = commands.add_parser("rebuild", help="rebuild the read model from the first event")
@@ -49,9 +55,11 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     rebuild.add_argument(
         "--dead-letters", action="store_true", help="set aside events that cannot be applied"
     )
+    _progress_option(rebuild)
     rebuild.set_defaults(handler=_rebuild)
 
     check = commands.add_parser("verify", help="compare every row with its run's replay")
+    _progress_option(check)
     check.set_defaults(handler=_verify)
 
     behind = commands.add_parser("lag", help="how far behind the read model is, as JSON")
@@ -69,6 +77,24 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         help=f"0 to {MAX_TIMEOUT:,}; 10 by default",
     )
     wait.set_defaults(handler=_wait)
+
+
+def _progress_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress on standard error (by default only when it is a terminal; when asked, "
+        f"also in a log: a line a quarter, for {QUIET_BELOW:,} or more)",
+    )
+
+
+def _progress(
+    label: str, total: int | None, args: argparse.Namespace, unit: str = "events"
+) -> Progress:
+    """Progress wanted as the option says; when it says nothing, on a terminal only."""
+    wanted = sys.stderr.isatty() if args.progress is None else args.progress
+    return Progress(label, total, unit=unit, wanted=wanted)
 
 
 def _whole_number(flag: str, low: int, high: int) -> Callable[[str], int]:
@@ -111,7 +137,7 @@ def _timeout(text: str) -> float:
 def _project(ledger: Ledger, args: argparse.Namespace) -> int:
     view = readmodel.open_view(ledger)
     total = None if args.follow else (ledger.recorder.max_notification_id() or 0) - view.position()
-    with Progress("projecting", total) as progress, _stopped_by_signals() as stop:
+    with _progress("projecting", total, args) as progress, _stopped_by_signals() as stop:
         runner = readmodel.projector(
             ledger,
             view,
@@ -136,7 +162,7 @@ def _stopped(message: str) -> int:
 def _rebuild(ledger: Ledger, args: argparse.Namespace) -> int:
     live = readmodel.open_view(ledger)
     total = ledger.recorder.max_notification_id() or 0
-    with Progress("rebuilding", total) as progress:
+    with _progress("rebuilding", total, args) as progress:
         try:
             position = readmodel.rebuild(
                 ledger,
@@ -154,7 +180,7 @@ def _rebuild(ledger: Ledger, args: argparse.Namespace) -> int:
 def _verify(ledger: Ledger, args: argparse.Namespace) -> int:
     view = readmodel.open_view(ledger)
     disagreements = 0
-    with Progress("verifying", None, unit="runs") as progress:
+    with _progress("verifying", None, args, unit="runs") as progress:
         for disagreement in verify(
             view, ledger.mapper, view.event_run_ids, on_run=progress.advance
         ):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -261,6 +262,52 @@ def test_project_and_lag_making_the_read_models_tables_wait_for_a_writer_and_nev
     assert all(err == "" for _, err in outputs.values()), outputs
     assert json.loads(outputs["project"][0])["position"] >= 1
     assert json.loads(outputs["lag"][0])["deadLetters"] == 0
+
+
+# Progress -----------------------------------------------------------------------------------
+
+PROGRESS_RUNS = 5100
+"""Runs of one event each: past the 5,000 from which a log gets progress lines when asked."""
+FINAL_PROGRESS = {
+    "project": r"projecting \[#+\] 5,100/5,100 events 100%  [\d,]+ events/s  \d+\.\ds",
+    "verify": r"verifying: 5,100 runs  [\d,]+ runs/s  \d+\.\ds",
+    "rebuild": r"rebuilding \[#+\] 5,100/5,100 events 100%  [\d,]+ events/s  \d+\.\ds",
+}
+"""The line each command's progress ends with, in a log: counts, rate and time."""
+
+
+def progress_of(tmp_path: Path, *option: str) -> dict[str, Result]:
+    """`project`, `verify` and `rebuild` with the option on a SQLite ledger of PROGRESS_RUNS
+    runs, standard error a file (not a terminal): their results by command."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    seeded(url, [create(f"run_{n}", at=at(n)) for n in range(PROGRESS_RUNS)])
+    runledger = Cli(cwd=tmp_path, db=url)
+    return {verb: runledger(verb, *option) for verb in FINAL_PROGRESS}
+
+
+@pytest.mark.parametrize("option", [(), ("--no-progress",)], ids=["by-default", "no-progress"])
+def test_project_verify_and_rebuild_print_no_progress_to_a_standard_error_not_a_terminal(
+    tmp_path: Path, option: tuple[str, ...]
+) -> None:
+    results = progress_of(tmp_path, *option)
+
+    assert {verb: (r.returncode, r.stderr) for verb, r in results.items()} == dict.fromkeys(
+        FINAL_PROGRESS, (0, "")
+    )
+    assert single_json(results["verify"])["runs"] == PROGRESS_RUNS
+
+
+def test_project_verify_and_rebuild_print_progress_lines_to_a_log_when_asked_for(
+    tmp_path: Path,
+) -> None:
+    results = progress_of(tmp_path, "--progress")
+
+    for verb, result in results.items():
+        assert result.returncode == 0, result
+        assert result.stderr.endswith("\n"), result
+        assert re.fullmatch(FINAL_PROGRESS[verb], result.stderr.split("\n")[-2]), result
+    assert results["project"].stderr.count("\n") == 4  # at each quarter, and at the end
+    assert single_json(results["verify"])["runs"] == PROGRESS_RUNS
 
 
 # Poison events ------------------------------------------------------------------------------
