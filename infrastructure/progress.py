@@ -1,5 +1,6 @@
 """Progress for long work, on standard error: a bar with counts and rate on a terminal,
-a line at each quarter otherwise (so logs stay short); nothing for short work."""
+a line at each quarter otherwise (so logs stay short); nothing for short work, nor where it
+is not wanted (the commands' `--no-progress`, or by default a log that did not ask for it)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,18 @@ QUIET_BELOW = 5_000
 
 class Progress:
     def __init__(
-        self, label: str, total: int | None, *, unit: str = "events", stream: IO[str] | None = None
+        self,
+        label: str,
+        total: int | None,
+        *,
+        unit: str = "events",
+        stream: IO[str] | None = None,
+        wanted: bool = True,
     ) -> None:
         self.label, self.total, self.unit = label, total, unit
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty()
+        self.wanted = wanted
         self.done = 0
         self.started = time.perf_counter()
         self._shown_at = 0.0
@@ -34,7 +42,10 @@ class Progress:
 
     @property
     def worth_showing(self) -> bool:
-        """Long work only: more than half a second on a terminal, thousands of items in a log."""
+        """Long work only: more than half a second on a terminal, thousands of items in a log;
+        and only if wanted (counting goes on all the same)."""
+        if not self.wanted:
+            return False
         if self.live:
             return self.elapsed >= 0.5
         return (self.total or self.done) >= QUIET_BELOW

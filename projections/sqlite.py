@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import secrets
+import sqlite3
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
-from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore, SQLiteTrackingRecorder
+from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent, Tracking
+from eventsourcing.sqlite import (
+    SQLiteCursor,
+    SQLiteDatastore,
+    SQLiteTrackingRecorder,
+    SQLiteTransaction,
+)
 
 from domain import timestamps
 from projections.fold import RunState
@@ -64,6 +70,41 @@ class SQLiteRunsView(SQLiteTrackingRecorder, RunsView):
             f"CREATE TABLE IF NOT EXISTS {self.dead_table} (position INTEGER PRIMARY KEY, "
             "run_id TEXT, event_type TEXT, error TEXT, recorded_at TEXT)",
         ]
+
+    def create_table(self) -> None:
+        """The library's, in a transaction that takes SQLite's write lock as it begins
+        (`BEGIN IMMEDIATE`), waiting for it up to the lock timeout like any writer; and not at
+        all when every table is there (a reader such as `lag` takes no lock).
+
+        The library's begins deferred and reads before it writes, and SQLite cannot wait to
+        turn a read into a write while another process writes: it fails at once with
+        "database is locked" (`project` or `lag` beside `create`s on a fresh file often did).
+        It also reads whether the tracking table exists before its transaction, so a second
+        process making the tables at the same time inserted the tracking table's first row
+        (its migration mark) again and failed; here that is read under the lock."""
+        if not self._missing_tables():
+            return
+        with (
+            self.datastore.get_connection(commit=True) as connection,
+            _Immediate(connection, commit=True) as cursor,
+            cursor,
+        ):
+            cursor.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tracking'")
+            self.tracking_table_exists = cursor.fetchone() is not None
+            migration = None
+            if self.tracking_table_exists:
+                migration = self._max_tracking_id(self.table_migration_identifier, cursor)
+            self.tracking_migration_previous = self.tracking_migration_current = migration
+            self._create_table(cursor)
+
+    def _missing_tables(self) -> bool:
+        names = ("tracking", self.table, self.dead_table)
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN (?, ?, ?)",
+                names,
+            )
+            return int(cursor.fetchone()[0]) < len(names)
 
     def _create_table(self, c: SQLiteCursor) -> None:
         c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (self.table,))
@@ -195,6 +236,19 @@ class SQLiteRunsView(SQLiteTrackingRecorder, RunsView):
 
     def wait_for_news(self, timeout: float) -> None:
         time.sleep(min(timeout, POLL_INTERVAL))
+
+
+class _Immediate(SQLiteTransaction):
+    """The library's transaction, begun with `BEGIN IMMEDIATE`: it holds the write lock from
+    the start, so that it waits for another writer instead of failing halfway."""
+
+    def __enter__(self) -> SQLiteCursor:
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:  # the lock timeout passed: as the library reports it
+            raise OperationalError(error) from error
+        return cursor
 
 
 class _LiveIsAhead(Exception):

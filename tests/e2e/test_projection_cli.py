@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from domain import payload
 from infrastructure import readmodel
@@ -38,7 +42,7 @@ from tests.builders import (
     workday,
 )
 from tests.conftest import reset_postgres
-from tests.e2e.conftest import RUNLEDGER, Cli, Result
+from tests.e2e.conftest import RUNLEDGER, Cli, Result, rejected
 
 PROCESS_TIMEOUT = 60.0
 LAG_KEYS = ["position", "head", "behindEvents", "behindSeconds", "deadLetters"]
@@ -175,6 +179,135 @@ def test_wait_projection_on_an_empty_ledger_has_nothing_to_wait_for(runledger: C
 
     assert result.returncode == 0, result
     assert single_json(result)["position"] == 0
+
+
+@pytest.mark.parametrize(
+    ("verb", "option", "given"),
+    [
+        ("wait-projection", "--timeout", "nan"),
+        ("wait-projection", "--timeout", "inf"),
+        ("wait-projection", "--timeout", "1e999"),
+        ("wait-projection", "--timeout", "-1"),
+        ("wait-projection", "--timeout", "86401"),
+        ("wait-projection", "--timeout", "soon"),
+        ("wait-projection", "--position", "-5"),
+        ("wait-projection", "--position", "1.5"),
+        ("wait-projection", "--position", str(2**63)),
+        ("project", "--batch-size", "0"),
+        ("project", "--batch-size", "-1"),
+        ("project", "--batch-size", "10001"),
+        ("rebuild", "--batch-size", "0"),
+    ],
+)
+def test_a_number_out_of_its_options_range_is_refused_as_invalid_before_the_ledger_is_opened(
+    run_cli: Cli, tmp_path: Path, verb: str, option: str, given: str
+) -> None:
+    result = run_cli(verb, option, given)
+
+    assert rejected(result) == "invalid"
+    message = json.loads(result.stderr)["error"]["message"]
+    assert f"{option} must be" in message
+    assert f"not {given!r}" in message
+    assert not (tmp_path / "runledger.db").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["project", "--batch-size", "1"],
+        ["rebuild", "--batch-size", "10000"],
+        ["wait-projection", "--position", "0", "--timeout", "0"],
+        ["wait-projection", "--timeout", "86400"],
+    ],
+)
+def test_the_ends_of_each_options_range_are_accepted(run_cli: Cli, argv: list[str]) -> None:
+    result = run_cli(*argv)
+
+    assert (result.returncode, result.stderr) == (0, ""), result
+
+
+# The read model's first opening (SQLite) -----------------------------------------------------
+
+LOCK_HELD = 2.0
+"""Seconds a writer keeps SQLite's write lock while the commands start and reach it."""
+CREATE_OPTIONS = ["--workspace-id", "ws_1", "--subject-id", "wf_checkout", "--user-id", "user_1"]
+
+
+def test_project_and_lag_making_the_read_models_tables_wait_for_a_writer_and_never_fail_at_once(
+    tmp_path: Path,
+) -> None:
+    """Beside `create` processes on a fresh file, `project` and `lag` often failed at once with
+    `database is locked`: the tables were made in a transaction that read, then wrote, and
+    SQLite cannot wait to turn a read into a write. Racing by chance, they met a writer now and
+    then; here a writer's transaction holds the lock while they start, so every one meets it
+    (and the two make the tables at the same time)."""
+    path = tmp_path / "ledger.db"
+    url = f"sqlite:///{path}"
+    seeded(url, [create("run_1", at=at(0))])  # the log's tables, but no read model yet
+    commands = {"project": ["project"], "lag": ["lag"]}
+    commands |= {f"create-{i}": ["create", *CREATE_OPTIONS] for i in range(2)}
+
+    with closing(sqlite3.connect(path, isolation_level=None)) as writer, ExitStack() as running:
+        writer.execute("BEGIN IMMEDIATE")
+        processes = {
+            name: running.enter_context(started(tmp_path, url, *argv, name=name))
+            for name, argv in commands.items()
+        }
+        time.sleep(LOCK_HELD)
+        writer.execute("COMMIT")
+        exits = {name: process.wait(timeout=PROCESS_TIMEOUT) for name, process in processes.items()}
+
+    outputs = {name: output_of(tmp_path, name) for name in commands}
+    assert exits == dict.fromkeys(commands, 0), outputs
+    assert all(err == "" for _, err in outputs.values()), outputs
+    assert json.loads(outputs["project"][0])["position"] >= 1
+    assert json.loads(outputs["lag"][0])["deadLetters"] == 0
+
+
+# Progress -----------------------------------------------------------------------------------
+
+PROGRESS_RUNS = 5100
+"""Runs of one event each: past the 5,000 from which a log gets progress lines when asked."""
+FINAL_PROGRESS = {
+    "project": r"projecting \[#+\] 5,100/5,100 events 100%  [\d,]+ events/s  \d+\.\ds",
+    "verify": r"verifying: 5,100 runs  [\d,]+ runs/s  \d+\.\ds",
+    "rebuild": r"rebuilding \[#+\] 5,100/5,100 events 100%  [\d,]+ events/s  \d+\.\ds",
+}
+"""The line each command's progress ends with, in a log: counts, rate and time."""
+
+
+def progress_of(tmp_path: Path, *option: str) -> dict[str, Result]:
+    """`project`, `verify` and `rebuild` with the option on a SQLite ledger of PROGRESS_RUNS
+    runs, standard error a file (not a terminal): their results by command."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    seeded(url, [create(f"run_{n}", at=at(n)) for n in range(PROGRESS_RUNS)])
+    runledger = Cli(cwd=tmp_path, db=url)
+    return {verb: runledger(verb, *option) for verb in FINAL_PROGRESS}
+
+
+@pytest.mark.parametrize("option", [(), ("--no-progress",)], ids=["by-default", "no-progress"])
+def test_project_verify_and_rebuild_print_no_progress_to_a_standard_error_not_a_terminal(
+    tmp_path: Path, option: tuple[str, ...]
+) -> None:
+    results = progress_of(tmp_path, *option)
+
+    assert {verb: (r.returncode, r.stderr) for verb, r in results.items()} == dict.fromkeys(
+        FINAL_PROGRESS, (0, "")
+    )
+    assert single_json(results["verify"])["runs"] == PROGRESS_RUNS
+
+
+def test_project_verify_and_rebuild_print_progress_lines_to_a_log_when_asked_for(
+    tmp_path: Path,
+) -> None:
+    results = progress_of(tmp_path, "--progress")
+
+    for verb, result in results.items():
+        assert result.returncode == 0, result
+        assert result.stderr.endswith("\n"), result
+        assert re.fullmatch(FINAL_PROGRESS[verb], result.stderr.split("\n")[-2]), result
+    assert results["project"].stderr.count("\n") == 4  # at each quarter, and at the end
+    assert single_json(results["verify"])["runs"] == PROGRESS_RUNS
 
 
 # Poison events ------------------------------------------------------------------------------
