@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from eventsourcing.persistence import (
     ApplicationRecorder,
+    DataError,
     IntegrityError,
     Mapper,
     Notification,
@@ -83,6 +84,8 @@ class Projector:
                 self._cache.clear()
                 position, self._generation = self.view.position(), self.view.generation()
                 continue
+            except DataError as refusal:
+                self._apply_alone(notifications, refusal)
             position = notifications[-1].id
             applied += len(notifications)
             self.on_batch(len(notifications))
@@ -119,6 +122,22 @@ class Projector:
         if len(self._cache) + len(changed) > self.cache_size:
             self._cache.clear()
         self._cache.update(changed)
+
+    def _apply_alone(self, notifications: Sequence[Notification], refusal: DataError) -> None:
+        """A batch the read model's database refused a value of (a number PostgreSQL's jsonb
+        cannot hold, recorded before the ledger refused those), again one event at a time:
+        only the event refused stops the projection, or is set aside."""
+        if len(notifications) == 1:
+            (notification,) = notifications
+            run_id, kind = str(notification.originator_id), notification.topic
+            dead = [self._poison(notification, run_id, kind, refusal)]
+            self.view.write([], self._tracking(notifications), dead, self._generation, previous={})
+            return
+        for notification in notifications:
+            try:
+                self._apply([notification])
+            except DataError as error:
+                self._apply_alone([notification], error)
 
     def _decode(
         self, notifications: Iterable[Notification], dead: list[DeadLetter]

@@ -283,6 +283,41 @@ def test_with_dead_letters_a_poison_event_is_set_aside_and_the_projection_goes_o
     assert differing(ledger, view) == {}
 
 
+def a_number_jsonb_cannot_hold(ledger: Ledger) -> tuple[int, str]:
+    """A creation whose input is a number PostgreSQL's `numeric` cannot hold, inserted by
+    hand (the ledger refuses such a number; an older one did not); its position and run."""
+    topic, created = stored_state(ledger, "run_1", 1)
+    state = payload.loads(created.decode())
+    state["input_json"] = "[1e131072]"
+    position = insert_stored_event(ledger, "run_huge", 1, topic, payload.dumps(state).encode())
+    return position, "run_huge"
+
+
+@pytest.mark.parametrize("dead_letters", [False, True], ids=["stops", "set-aside"])
+def test_an_event_the_read_models_database_refuses_is_found_among_its_batch(
+    ledger: Ledger, view: RunsView, dead_letters: bool
+) -> None:
+    three_runs(ledger)
+    position, run_id = a_number_jsonb_cannot_hold(ledger)
+    ledger.submit(command("wait", "run_2", at=at(7)))
+    runner = readmodel.projector(ledger, view, dead_letters=dead_letters)
+
+    if ledger.database.backend == "sqlite":  # its text holds any number: nothing is refused
+        runner.run()
+        assert view.rows([run_id])[run_id]["input"] == "[1e131072]"  # its text, as written
+    elif not dead_letters:
+        with pytest.raises(ProjectionError) as stopped:
+            runner.run()
+        assert (stopped.value.position, stopped.value.run_id) == (position, run_id)
+        assert view.position() == position - 1  # the events before it, of its batch, applied
+    else:
+        runner.run()
+        lag = readmodel.lag(ledger, view).to_json_dict()
+        assert (lag["behindEvents"], lag["deadLetters"]) == (0, 1)
+        assert run_id not in view.rows([run_id])
+    assert view.rows(["run_1"])["run_1"]["status"] == "completed"
+
+
 def test_lag_still_answers_when_the_projection_stopped_at_an_unreadable_event(
     ledger: Ledger, view: RunsView
 ) -> None:
