@@ -19,13 +19,14 @@ process keeps one core busy. Given a large file, `apply` starts worker processes
   answered; before waiting for more input, every line sent is answered first, so a slow
   pipe gets its answers as in one process.
 
-The workers are in a session of their own: an interrupt (SIGINT, SIGTERM) reaches this
-process only, which takes it as the end of its input (infrastructure/interrupts.py): the
-lines dealt are sent, the workers' input is closed, and every line sent is answered. The
-answers are then exactly those of the lines before the first one left out, as in one
-process. A second interrupt stops the workers at once. A worker that stops before answering
-all its lines stops the whole: the answers before its first unanswered line are written, the
-other workers are stopped, and its error is reported.
+The workers are in a session of their own, and ignore SIGINT and SIGTERM (`apply
+--as-worker`): an interrupt that reaches this process (a Ctrl-C, or a SIGTERM sent to all of
+them, as systemd stops a service) is taken as the end of its input
+(infrastructure/interrupts.py): the lines dealt are sent, the workers' input is closed, and
+every line sent is answered. The answers are then exactly those of the lines before the
+first one left out, as in one process. A second interrupt stops the workers at once. A
+worker that stops before answering all its lines stops the whole: the answers before its
+first unanswered line are written, the other workers are stopped, and its error is reported.
 
 Memory stays flat: a worker's input is a pipe, so this process waits when a worker is
 behind, and each line sent is remembered only until it is answered.
@@ -117,7 +118,7 @@ class Workers:
     def __init__(self, database_url: str, count: int, out: IO[bytes]) -> None:
         self._out = out
         self.rejected = 0
-        argv = [sys.executable, "-m", "infrastructure.cli", "apply", "--workers", "1", "-"]
+        argv = [sys.executable, "-m", "infrastructure.launch", "apply", "--as-worker", "-"]
         env = os.environ | {DATABASE_URL_VARIABLE: database_url}
         self._processes: list[subprocess.Popen[bytes]] = []
         self._answers: list[deque[bytes]] = []
@@ -198,11 +199,12 @@ class Workers:
                 raise self._failed(worker)
 
     def stop(self) -> None:
-        """Stops every worker still running (after a failure), and waits for it."""
+        """Stops every worker still running (after a failure, or a second interrupt), and
+        waits for it. (Workers ignore SIGTERM: they stop at the end of their input.)"""
         for process in self._processes:
             _close(process.stdin)
             if process.poll() is None:
-                process.terminate()
+                process.kill()
         for process in self._processes:
             process.wait()
         for thread in self._threads:

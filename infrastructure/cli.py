@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import signal
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
@@ -113,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
             f"{apply_workers.MIN_FILE_BYTES >> 20} MiB or more, else 1"
         ),
     )
+    apply.add_argument("--as-worker", action="store_true", help=argparse.SUPPRESS)
     apply.set_defaults(handler=_apply)
 
     show = commands.add_parser("show", help="print a run's view")
@@ -206,6 +208,8 @@ def _apply(ledger: Ledger, args: argparse.Namespace) -> int:
     `--workers` asks for more than one or the input is a large file. An in-memory SQLite
     database is this process's alone, so it never has workers."""
     with batch.open_input(args.file) as stream:
+        if args.as_worker:  # of another apply (apply_workers.Workers)
+            return _apply_here(ledger, stream, worker=True)
         workers = args.workers or apply_workers.default_workers(stream.fileno())
         if workers > 1 and not ledger.in_memory:
             return _apply_in_workers(ledger, stream, workers)
@@ -220,7 +224,8 @@ def _apply_in_workers(ledger: Ledger, stream: IO[bytes], count: int) -> int:
             try:
                 workers.apply(batch.line_groups(stream.fileno(), on_idle=workers.idle))
             except KeyboardInterrupt:
-                workers.finish()
+                if workers.interrupts.count == 1:  # the first: finish what was dealt
+                    workers.finish()
                 raise
     except apply_workers.WorkerFailed as failure:
         write_json(sys.stderr, failure.report())
@@ -230,16 +235,16 @@ def _apply_in_workers(ledger: Ledger, stream: IO[bytes], count: int) -> int:
     return EXIT_REJECTED if workers.rejected else EXIT_OK
 
 
-def _apply_here(ledger: Ledger, stream: IO[bytes]) -> int:
+def _apply_here(ledger: Ledger, stream: IO[bytes], *, worker: bool = False) -> int:
     """Groups of lines go through a pipeline: a group is decided while the one before is
     saved, and answered once it is. Before waiting for more input, the group in flight
     lands, so that a slow pipe gets the answers to the lines it sent. An interrupt is held
     back but while it waits for input (infrastructure/interrupts.py): a group's answers
-    are written whole."""
+    are written whole. A worker of another `apply` ignores interrupts: that one stops it."""
     gc.set_threshold(APPLY_GC_THRESHOLD, *gc.get_threshold()[1:])
     sys.setswitchinterval(APPLY_SWITCH_INTERVAL)
     held = interrupts.Held()
-    with interrupts.taken_as_interrupts(held.handle):
+    with interrupts.taken_as_interrupts(signal.SIG_IGN if worker else held.handle):
         return _apply_groups(ledger, stream, held)
 
 
@@ -271,9 +276,11 @@ def _apply_groups(ledger: Ledger, stream: IO[bytes], held: interrupts.Held) -> i
             first = False
             held.check()
         write(pipeline.flush())
+        held.check()
     except BaseException:
-        with suppress(Exception):  # what was saved before the failure is still answered
-            write(pipeline.flush())
+        if held.count < 2:  # interrupted again, it stops at once
+            with suppress(Exception):  # what was saved before the failure is still answered
+                write(pipeline.flush())
         raise
     finally:
         pipeline.close()

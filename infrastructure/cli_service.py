@@ -13,7 +13,6 @@ listens: `{"listening":"http://127.0.0.1:8080"}`.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import threading
@@ -28,6 +27,8 @@ if TYPE_CHECKING:
 
 EXIT_OK = 0
 DEFAULT_PORT = 8080
+MAX_READ_YOUR_WRITES_TIMEOUT = 86_400
+"""A day, as `wait-projection --timeout`: longer than any read worth waiting for."""
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
@@ -84,13 +85,13 @@ def _serve(ledger: Ledger, args: argparse.Namespace) -> int:
             f"serve needs tokens: --tokens FILE or {TOKENS_VARIABLE} (entries 'sha256:<hex> "
             "WORKSPACE_ID'); or --dev, on a developer's machine, for no authentication at all"
         )
-    # isfinite too: NaN compares false to everything, so `<= 0` lets it (and inf) through to
-    # a read with minPosition that would then never answer.
+    # NaN compares false to everything, so `<= 0` alone let it (and inf, and 1e300) through
+    # to a read with minPosition that would then never answer.
     timeout = args.read_your_writes_timeout
-    if not 0 <= args.port <= 65535 or not math.isfinite(timeout) or timeout <= 0:
+    if not 0 <= args.port <= 65535 or not 0 < timeout <= MAX_READ_YOUR_WRITES_TIMEOUT:
         raise InvalidCommand(
-            "--port must be 0 to 65535 and --read-your-writes-timeout a finite number of "
-            "seconds more than 0"
+            "--port must be 0 to 65535 and --read-your-writes-timeout a number of seconds "
+            f"more than 0 and at most {MAX_READ_YOUR_WRITES_TIMEOUT:,}"
         )
     settings = Settings(
         tokens,

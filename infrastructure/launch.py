@@ -18,3 +18,7 @@ def main() -> int:
     except KeyboardInterrupt:
         print("runledger: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":  # `python -m infrastructure.launch`, as `apply` starts its workers
+    raise SystemExit(main())

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Response
 
 from domain import payload
 from infrastructure import readmodel
-from infrastructure.http.problems import UNAVAILABLE
+from infrastructure.http.problems import unavailable
 from infrastructure.http.service import ServiceDep
 from infrastructure.http.shapes import Health, Readiness, readiness
 
@@ -36,7 +36,7 @@ def readyz(service: ServiceDep) -> Response:
     where = "beside" if service.settings.with_projection else "apart"
     try:
         lag = readmodel.lag(service.ledger, service.view()).to_json_dict()
-    except UNAVAILABLE as error:
+    except unavailable() as error:
         body = readiness(False, f"the database failed: {error}", where, None)
         return Response(payload.dumps(body), status_code=503, media_type="application/json")
     if projection is not None and not projection.running:

@@ -21,10 +21,10 @@ The body: `{"type","title","status","detail","code"}`; `type` is `urn:runledger:
 from __future__ import annotations
 
 import sqlite3
+import sys
 from collections.abc import Mapping
 from typing import NamedTuple
 
-import psycopg
 from eventsourcing.persistence import PersistenceError
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -36,8 +36,13 @@ from domain.errors import RunLedgerError
 
 MEDIA_TYPE = "application/problem+json"
 
-UNAVAILABLE = (PersistenceError, psycopg.OperationalError, sqlite3.OperationalError)
-"""What a database that cannot be reached (or is locked) raises: 503, try again."""
+
+def unavailable() -> tuple[type[Exception], ...]:
+    """What a database that cannot be reached (or is locked) raises: 503, try again. The
+    driver's own errors only of a driver loaded: a ledger on SQLite never loads psycopg."""
+    kinds: tuple[type[Exception], ...] = (PersistenceError, sqlite3.OperationalError)
+    psycopg = sys.modules.get("psycopg")
+    return kinds if psycopg is None else (*kinds, psycopg.OperationalError)
 
 
 class Kind(NamedTuple):
@@ -103,13 +108,13 @@ def to_problem(request: Request, error: Exception) -> Response:
         return problem("invalid", _describe(error))
     if isinstance(error, HTTPException):
         return _http_problem(request, error)
-    if isinstance(error, UNAVAILABLE):
+    if isinstance(error, unavailable()):
         return problem("unavailable", f"the database failed: {error}", {"Retry-After": "1"})
     return problem("unexpected", f"{type(error).__name__}: {error}".strip())
 
 
 def install(app: FastAPI) -> None:
-    handled: tuple[type[Exception], ...] = (RunLedgerError, ServiceProblem, *UNAVAILABLE)
+    handled: tuple[type[Exception], ...] = (RunLedgerError, ServiceProblem, *unavailable())
     for kind in (*handled, RequestValidationError, HTTPException):
         app.add_exception_handler(kind, to_problem)
     app.add_exception_handler(Exception, to_problem)  # still logged by the server

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import time
@@ -244,6 +245,39 @@ def test_an_interrupted_apply_with_workers_answers_what_it_saved_and_exits_130(
     assert all(_is_zombie(pid) for pid in workers)
 
 
+RUNS = [f"run_{n}" for n in range(10_000)]
+
+
+def start_applying(
+    runledger: Cli, tmp_path: Path, workers: str, **options: Any
+) -> subprocess.Popen[bytes]:
+    """`apply --workers N` of a create and a start for each of RUNS (20,000 lines) from a
+    file, as a process, its output and errors piped."""
+    pairs = [(create(r, at=at(0)), command("start", r, at=at(1))) for r in RUNS]
+    lines = [json_line(line) for pair in pairs for line in pair]
+    (tmp_path / "in.jsonl").write_bytes(b"".join(line + b"\n" for line in lines))
+    assert runledger.db is not None
+    return subprocess.Popen(
+        [str(RUNLEDGER), "--db", runledger.db, "apply", "--workers", workers, "in.jsonl"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+        **options,
+    )
+
+
+def saved_events(url: str | None) -> int:
+    assert url is not None
+    with Ledger(url) as ledger:
+        return sum(map(len, eventstore.histories(ledger.recorder, RUNS).values()))
+
+
+def is_answer_to_its_line(number: int, answer: dict[str, Any]) -> bool:
+    """Whether an answer is the one to line `number` (a create, then a start, of each run)."""
+    run = answer["run"]
+    return (run["id"], run["status"]) == (RUNS[number // 2], ("pending", "running")[number % 2])
+
+
 @pytest.mark.parametrize(
     ("signum", "status", "said"),
     [
@@ -256,18 +290,7 @@ def test_an_interrupted_apply_with_workers_answers_what_it_saved_and_exits_130(
 def test_an_apply_stopped_half_way_answers_exactly_the_lines_it_saved(
     runledger: Cli, tmp_path: Path, signum: int, status: int, said: bytes, workers: str
 ) -> None:
-    runs = [f"run_{n}" for n in range(10_000)]
-    lines = [
-        json_line(c) for r in runs for c in (create(r, at=at(0)), command("start", r, at=at(1)))
-    ]
-    (tmp_path / "in.jsonl").write_bytes(b"".join(line + b"\n" for line in lines))
-    assert runledger.db is not None
-    process = subprocess.Popen(
-        [str(RUNLEDGER), "--db", runledger.db, "apply", "--workers", workers, "in.jsonl"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=tmp_path,
-    )
+    process = start_applying(runledger, tmp_path, workers)
     assert process.stdout is not None
 
     first = read_line(process.stdout.fileno(), TIMEOUT_SECONDS)  # it is under way
@@ -276,11 +299,63 @@ def test_an_apply_stopped_half_way_answers_exactly_the_lines_it_saved(
 
     answers = [json.loads(line) for line in [first, *rest.splitlines()]]
     assert (process.returncode, stderr) == (status, said)
-    assert 0 < len(answers) < len(lines)
-    assert all(answer["ok"] for answer in answers)
-    with Ledger(runledger.db) as ledger:
-        saved = eventstore.histories(ledger.recorder, runs).values()
-    assert sum(map(len, saved)) == len(answers)
+    assert 0 < len(answers) < 2 * len(RUNS)
+    assert all(is_answer_to_its_line(n, answer) for n, answer in enumerate(answers))
+    assert saved_events(runledger.db) == len(answers)
+
+
+def test_an_apply_stopped_with_its_workers_all_at_once_answers_exactly_the_lines_it_saved(
+    runledger: Cli, tmp_path: Path
+) -> None:
+    process = start_applying(runledger, tmp_path, "2")
+    assert process.stdout is not None
+    first = read_line(process.stdout.fileno(), TIMEOUT_SECONDS)
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+
+    for pid in [process.pid, *map(int, children)]:  # as systemd stops a service
+        os.kill(pid, signal.SIGTERM)
+    rest, stderr = process.communicate(timeout=TIMEOUT_SECONDS)
+
+    answers = [json.loads(line) for line in [first, *rest.splitlines()]]
+    assert (process.returncode, stderr) == (143, b"runledger: terminated\n")
+    assert all(is_answer_to_its_line(n, answer) for n, answer in enumerate(answers))
+    assert saved_events(runledger.db) == len(answers)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"], ids=["in-process", "two-workers"])
+def test_a_second_interrupt_stops_apply_at_once_and_its_whole_answers_are_its_lines(
+    runledger: Cli, tmp_path: Path, workers: str
+) -> None:
+    process = start_applying(runledger, tmp_path, workers)
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], TIMEOUT_SECONDS)
+    assert ready  # it writes answers, and nobody reads them yet: it will block
+
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    output, stderr = process.communicate(timeout=10)
+
+    assert (process.returncode, stderr) == (130, b"runledger: interrupted\n")
+    whole = output.split(b"\n")[:-1]  # the last answer may be cut short
+    assert whole
+    assert all(is_answer_to_its_line(n, json.loads(line)) for n, line in enumerate(whole))
+    assert saved_events(runledger.db) >= len(whole)
+
+
+def test_an_apply_started_with_interrupts_ignored_ignores_them(
+    runledger: Cli, tmp_path: Path
+) -> None:
+    ignoring = {"preexec_fn": lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)}  # `cmd &`
+    process = start_applying(runledger, tmp_path, "2", **ignoring)
+    assert process.stdout is not None
+    first = read_line(process.stdout.fileno(), TIMEOUT_SECONDS)
+
+    process.send_signal(signal.SIGINT)
+    rest, stderr = process.communicate(timeout=TIMEOUT_SECONDS)
+
+    assert (process.returncode, stderr) == (0, b"")
+    assert len([first, *rest.splitlines()]) == 2 * len(RUNS)
 
 
 def test_an_in_memory_database_is_applied_in_process_whatever_workers_are_asked_for(

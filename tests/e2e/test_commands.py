@@ -477,3 +477,25 @@ def test_a_ledger_on_sqlite_never_loads_the_postgresql_driver(tmp_path: Path) ->
 
     report = json.loads(result.stderr.splitlines()[-1])
     assert report == {"codes": [0] * len(calls), "loaded": []}, result.stderr
+
+
+def test_serving_on_sqlite_never_loads_the_postgresql_driver(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'ledger.db'}"
+    check = (
+        "import sys\n"
+        "from infrastructure.http.app import create_app\n"
+        "from infrastructure.http.service import Settings\n"
+        "from infrastructure.application import Ledger\n"
+        f"create_app(Ledger({db!r}), Settings(None))\n"
+        "print(sorted(m for m in sys.modules if m.startswith('psycopg')))\n"
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", check],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_SECONDS,
+        check=False,
+    )
+
+    assert (result.returncode, result.stdout) == (0, "[]\n"), result.stderr
