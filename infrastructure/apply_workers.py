@@ -293,8 +293,13 @@ class Workers:
                     self._wait_for(head)
                     continue
                 order.popleft()
-        finally:
+        except WorkerFailed:  # the answers before the failed worker's first missing one
             self._write_out(done)
+            raise
+        # Not after an interrupt: a first is raised only while nothing is taken and not yet
+        # written; a second stops at once (written again, a torn answer would be followed by
+        # the whole of its batch).
+        self._write_out(done)
 
     def _wait_for(self, worker: int) -> None:
         """Waits for the worker's next answer; raises WorkerFailed if it ended without one."""

@@ -354,7 +354,7 @@ def test_an_interrupt_while_the_command_starts_ends_it_without_a_traceback(
         stderr=subprocess.PIPE,
         cwd=runledger.cwd,
     )
-    time.sleep(0.1)  # Python is up (about 25 ms here) and loading the ledger (about 250)
+    time.sleep(0.15)  # Python is up (about 25 ms here) and loading the ledger (about 250)
 
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=TIMEOUT_SECONDS)
